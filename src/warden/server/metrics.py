@@ -1,0 +1,77 @@
+"""Prometheus metrics named with SPIRE's telemetry keys.
+
+SPIRE joins a metric's keys with `_` under the service name in its Prometheus sink, so the
+call counter of the keys `ca, manager, x509_ca, prepare` is
+`spire_server_ca_manager_x509_ca_prepare`.
+Warden keeps those names so that dashboards built for SPIRE servers work. Call counters carry
+a `status` label and have an `_elapsed_time` summary beside them, in seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Summary
+
+PREFIX = "spire_server"
+
+
+class Metrics:
+    """The server's metrics. One instance per registry (tests use their own registry)."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY, prefix: str = PREFIX) -> None:
+        self._registry = registry
+        self._prefix = prefix
+        self._counters: dict[str, Counter] = {}
+        self._summaries: dict[str, Summary] = {}
+        self._gauges: dict[str, Gauge] = {}
+        self.started = self.gauge(("started",), "Unix time at which the server started")
+        self.uptime = self.gauge(
+            ("uptime_in_ms",), "Time since the server started, in milliseconds"
+        )
+
+    def _name(self, keys: tuple[str, ...]) -> str:
+        return "_".join((self._prefix, *keys))
+
+    def counter(
+        self, keys: tuple[str, ...], documentation: str, labels: tuple[str, ...] = ()
+    ) -> Counter:
+        name = self._name(keys)
+        if name not in self._counters:
+            self._counters[name] = Counter(name, documentation, labels, registry=self._registry)
+        return self._counters[name]
+
+    def gauge(self, keys: tuple[str, ...], documentation: str) -> Gauge:
+        name = self._name(keys)
+        if name not in self._gauges:
+            self._gauges[name] = Gauge(name, documentation, registry=self._registry)
+        return self._gauges[name]
+
+    @contextmanager
+    def call(self, *keys: str) -> Iterator[None]:
+        """Count one call of `keys` with its status and time it."""
+        name = self._name(keys)
+        counter = self.counter(keys, f"Calls of {'.'.join(keys)}", ("status",))
+        summary = self._summaries.get(name)
+        if summary is None:
+            summary = Summary(
+                name + "_elapsed_time",
+                f"Duration of {'.'.join(keys)} in seconds",
+                registry=self._registry,
+            )
+            self._summaries[name] = summary
+        started = time.perf_counter()
+        status = "OK"
+        try:
+            yield
+        except BaseException as error:
+            status = getattr(getattr(error, "code", None), "name", None) or type(error).__name__
+            raise
+        finally:
+            counter.labels(status=status).inc()
+            summary.observe(time.perf_counter() - started)
+
+    def count(self, *keys: str, amount: float = 1.0) -> None:
+        self.counter(keys, f"Count of {'.'.join(keys)}").inc(amount)
