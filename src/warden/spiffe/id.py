@@ -136,8 +136,7 @@ class SpiffeId:
             raise InvalidSpiffeIdError("invalid SPIFFE ID '': it is empty")
         if len(text.encode()) > MAX_SPIFFE_ID_BYTES:
             raise InvalidSpiffeIdError(
-                f"invalid SPIFFE ID {text[:60]!r}...: it is longer than "
-                f"{MAX_SPIFFE_ID_BYTES} bytes"
+                f"invalid SPIFFE ID {text[:60]!r}...: it is longer than {MAX_SPIFFE_ID_BYTES} bytes"
             )
         if not text.startswith(SCHEME_PREFIX):
             if text.lower().startswith(SCHEME_PREFIX):
@@ -165,7 +164,9 @@ class SpiffeId:
     @classmethod
     def from_segments(cls, trust_domain: TrustDomain | str, *segments: str) -> SpiffeId:
         """Build an ID from a trust domain and path segments, each validated on its own."""
-        domain = trust_domain if isinstance(trust_domain, TrustDomain) else TrustDomain(trust_domain)
+        domain = (
+            trust_domain if isinstance(trust_domain, TrustDomain) else TrustDomain(trust_domain)
+        )
         for segment in segments:
             if "/" in segment:
                 raise InvalidSpiffeIdError(
