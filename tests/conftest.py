@@ -21,3 +21,42 @@ def datasets_dir() -> Path:
             pytest.fail(f"{message}; CI must provide them")
         pytest.skip(f"{message}; set WARDEN_DATASETS to their folder to run this test")
     return DATASETS
+
+
+# --- PostgreSQL ------------------------------------------------------------------------
+# A real PostgreSQL cluster per test session (per pytest-xdist worker), started from the
+# machine's initdb and pg_ctl by tests/pg.py. Tests that use it are marked `postgres`.
+
+POSTGRES_FIXTURES = frozenset({"postgres_cluster", "postgres_url"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if POSTGRES_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():  # type: ignore[no-untyped-def]
+    """A running PostgreSQL cluster; `.superuser_url` reaches it as `postgres`.
+
+    Skips when initdb and pg_ctl are missing, fails under CI=true.
+    """
+    from pg import PostgresCluster, find_bindir
+
+    if find_bindir() is None:
+        message = "PostgreSQL binaries (initdb, pg_ctl) not found"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message}; CI must install postgresql-15")
+        pytest.skip(f"{message}; install postgresql-15 or set WARDEN_PG_BINDIR")
+    cluster = PostgresCluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster) -> str:  # type: ignore[no-untyped-def]
+    """The SQLAlchemy URL of a fresh, empty database on the session's cluster."""
+    return postgres_cluster.create_database()

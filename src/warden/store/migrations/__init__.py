@@ -1,0 +1,1 @@
+"""Alembic migrations of the datastore, run by warden.store.engine.upgrade_schema."""
