@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt import PyJWK
-from jwt.exceptions import PyJWKError
+from jwt.exceptions import PyJWTError
 
 from warden.spiffe._time import require_aware, to_unix_seconds
 from warden.spiffe.errors import BundleError
@@ -343,7 +343,7 @@ def _jwk_public_key(jwk: Mapping[str, Any], where: str) -> PublicKey:
     members = {k: v for k, v in jwk.items() if k not in ("use", "x5c", "kid", EXPIRY_MEMBER)}
     try:
         key = PyJWK(members).key
-    except (PyJWKError, ValueError, TypeError, KeyError) as error:
+    except (PyJWTError, ValueError, TypeError, KeyError) as error:
         raise BundleError(f"{where}: invalid key material: {error}") from None
     return _as_public_key(key, where)
 
