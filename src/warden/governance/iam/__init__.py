@@ -1,0 +1,1 @@
+"""AWS IAM: authorization details, policy evaluation and privilege-escalation analysis."""

@@ -1,0 +1,802 @@
+"""Privilege levels, role assumption and privilege-escalation paths of IAM principals.
+
+A path is a known escalation method (the list published by Rhino Security Labs and extended
+since: policy versions, attach/put policy, login profiles, access keys, PassRole to a
+compute service, updating code or endpoints that run as a role, SSM and EC2 Instance
+Connect into instances) whose every action the principal's policies allow on a resource
+that exists in the account. Principals also inherit the paths of every role they can
+assume, hop after hop: a role's trust policy that names the principal lets it assume the
+role directly, and one that names the whole account or anyone needs the principal's own
+policy to allow `sts:AssumeRole` on that role as well.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from warden.governance.iam.authorization import AuthorizationDetails, Principal
+from warden.governance.iam.policy import (
+    Decision,
+    RequestContext,
+    Statement,
+    Tri,
+    evaluate,
+    evaluate_condition,
+    matches_action,
+)
+
+# Services whose full control counts as high privilege. Full control of all of them (IAM
+# included) is administrator access.
+SENSITIVE_SERVICES = (
+    "iam",
+    "sts",
+    "organizations",
+    "ec2",
+    "s3",
+    "lambda",
+    "kms",
+    "secretsmanager",
+    "ssm",
+    "cloudformation",
+    "rds",
+    "dynamodb",
+)
+# Action names no real service uses, one per common verb: only wildcards such as `*`,
+# `iam:*` or a NotAction that leaves the whole service out match all of them, so allowing
+# all of them means "every action of the service". A NotAction that excludes `iam:Create*`
+# fails the Create probe and so does not count as full control.
+_PROBE_VERBS = (
+    "Create",
+    "Update",
+    "Attach",
+    "Put",
+    "Delete",
+    "Get",
+    "List",
+    "Describe",
+    "Pass",
+    "Send",
+    "Start",
+    "Assume",
+    "Set",
+    "Add",
+    "Zz",
+)
+_PROBE_SUFFIX = "WardenProbe"
+MAX_HOPS = 6
+
+Level = Literal["admin", "high", "standard"]
+Target = Literal[
+    "own_policies",
+    "other_policies",
+    "self",
+    "own_groups",
+    "other_groups",
+    "any_group",
+    "other_users",
+    "other_roles",
+    "service_roles",
+    "instance_roles",
+    "none",
+]
+Gain = Literal["self", "user", "role", "group", "grant"]
+
+
+@dataclass(frozen=True)
+class Step:
+    actions: tuple[str, ...]  # any one of them completes the step
+    target: Target
+
+
+@dataclass(frozen=True)
+class Method:
+    id: str
+    title: str
+    steps: tuple[Step, ...]
+    gain: Gain
+    applies_to: tuple[str, ...] = ("user", "role")
+    service: str | None = None  # the service principal a role must trust to be a target
+
+
+def _s(*actions: str, target: Target = "none") -> Step:
+    return Step(tuple(actions), target)
+
+
+def _pass_role(service: str, *steps: Step, method_id: str, title: str) -> Method:
+    return Method(
+        method_id,
+        title,
+        (_s("iam:PassRole", target="service_roles"), *steps),
+        "role",
+        service=service,
+    )
+
+
+METHODS: tuple[Method, ...] = (
+    Method(
+        "CreatePolicyVersion",
+        "publish a new default version of a managed policy attached to itself",
+        (_s("iam:CreatePolicyVersion", target="own_policies"),),
+        "self",
+    ),
+    Method(
+        "SetDefaultPolicyVersion",
+        "switch a managed policy attached to itself to another version",
+        (_s("iam:SetDefaultPolicyVersion", target="own_policies"),),
+        "self",
+    ),
+    Method(
+        "AttachUserPolicy",
+        "attach any managed policy to itself",
+        (_s("iam:AttachUserPolicy", target="self"),),
+        "self",
+        ("user",),
+    ),
+    Method(
+        "PutUserPolicy",
+        "write an inline policy on itself",
+        (_s("iam:PutUserPolicy", target="self"),),
+        "self",
+        ("user",),
+    ),
+    Method(
+        "AttachGroupPolicy",
+        "attach any managed policy to a group it belongs to",
+        (_s("iam:AttachGroupPolicy", target="own_groups"),),
+        "self",
+        ("user",),
+    ),
+    Method(
+        "PutGroupPolicy",
+        "write an inline policy on a group it belongs to",
+        (_s("iam:PutGroupPolicy", target="own_groups"),),
+        "self",
+        ("user",),
+    ),
+    Method(
+        "AttachRolePolicy",
+        "attach any managed policy to itself",
+        (_s("iam:AttachRolePolicy", target="self"),),
+        "self",
+        ("role",),
+    ),
+    Method(
+        "PutRolePolicy",
+        "write an inline policy on itself",
+        (_s("iam:PutRolePolicy", target="self"),),
+        "self",
+        ("role",),
+    ),
+    Method(
+        "AddUserToGroup",
+        "add itself to a more privileged group",
+        (_s("iam:AddUserToGroup", target="any_group"),),
+        "group",
+        ("user",),
+    ),
+    Method(
+        "CreateAccessKey",
+        "create an access key for another user",
+        (_s("iam:CreateAccessKey", target="other_users"),),
+        "user",
+    ),
+    Method(
+        "CreateLoginProfile",
+        "set a console password on another user",
+        (_s("iam:CreateLoginProfile", target="other_users"),),
+        "user",
+    ),
+    Method(
+        "UpdateLoginProfile",
+        "change another user's console password",
+        (_s("iam:UpdateLoginProfile", target="other_users"),),
+        "user",
+    ),
+    Method(
+        "UpdateAssumeRolePolicy",
+        "rewrite a role's trust policy, then assume the role",
+        (
+            _s("iam:UpdateAssumeRolePolicy", target="other_roles"),
+            _s("sts:AssumeRole", target="other_roles"),
+        ),
+        "role",
+    ),
+    _pass_role(
+        "ec2.amazonaws.com",
+        _s("ec2:RunInstances"),
+        method_id="PassRole-EC2",
+        title="launch an EC2 instance with the role's instance profile and read its credentials",
+    ),
+    _pass_role(
+        "lambda.amazonaws.com",
+        _s("lambda:CreateFunction"),
+        _s(
+            "lambda:InvokeFunction",
+            "lambda:CreateEventSourceMapping",
+            "lambda:AddPermission",
+            "lambda:CreateFunctionUrlConfig",
+        ),
+        method_id="PassRole-Lambda",
+        title="create a Lambda function running as the role and trigger it",
+    ),
+    _pass_role(
+        "glue.amazonaws.com",
+        _s("glue:CreateDevEndpoint"),
+        method_id="PassRole-Glue",
+        title="create a Glue development endpoint running as the role",
+    ),
+    _pass_role(
+        "cloudformation.amazonaws.com",
+        _s("cloudformation:CreateStack"),
+        method_id="PassRole-CloudFormation",
+        title="create a CloudFormation stack that runs as the role",
+    ),
+    _pass_role(
+        "datapipeline.amazonaws.com",
+        _s("datapipeline:CreatePipeline"),
+        _s("datapipeline:PutPipelineDefinition"),
+        method_id="PassRole-DataPipeline",
+        title="create a Data Pipeline whose activities run as the role",
+    ),
+    _pass_role(
+        "codebuild.amazonaws.com",
+        _s("codebuild:CreateProject"),
+        _s("codebuild:StartBuild", "codebuild:StartBuildBatch"),
+        method_id="PassRole-CodeBuild",
+        title="create and start a CodeBuild project running as the role",
+    ),
+    _pass_role(
+        "sagemaker.amazonaws.com",
+        _s("sagemaker:CreateNotebookInstance"),
+        _s("sagemaker:CreatePresignedNotebookInstanceUrl"),
+        method_id="PassRole-SageMakerNotebook",
+        title="create a SageMaker notebook running as the role and open it",
+    ),
+    _pass_role(
+        "sagemaker.amazonaws.com",
+        _s("sagemaker:CreateTrainingJob"),
+        method_id="PassRole-SageMakerTraining",
+        title="run a SageMaker training job as the role",
+    ),
+    _pass_role(
+        "sagemaker.amazonaws.com",
+        _s("sagemaker:CreateProcessingJob"),
+        method_id="PassRole-SageMakerProcessing",
+        title="run a SageMaker processing job as the role",
+    ),
+    _pass_role(
+        "ecs-tasks.amazonaws.com",
+        _s("ecs:RegisterTaskDefinition"),
+        _s("ecs:RunTask", "ecs:StartTask", "ecs:CreateService"),
+        method_id="PassRole-ECS",
+        title="run an ECS task as the role",
+    ),
+    _pass_role(
+        "codestar.amazonaws.com",
+        _s("codestar:CreateProject"),
+        method_id="PassRole-CodeStar",
+        title="create a CodeStar project that runs as the role",
+    ),
+    Method(
+        "UpdateFunctionCode",
+        "replace the code of an existing Lambda function that runs as a role",
+        (_s("lambda:UpdateFunctionCode", target="service_roles"),),
+        "role",
+        service="lambda.amazonaws.com",
+    ),
+    Method(
+        "UpdateDevEndpoint",
+        "add an SSH key to an existing Glue development endpoint",
+        (_s("glue:UpdateDevEndpoint", target="service_roles"),),
+        "role",
+        service="glue.amazonaws.com",
+    ),
+    Method(
+        "UpdateStack",
+        "update an existing CloudFormation stack that runs as a role",
+        (
+            _s(
+                "cloudformation:UpdateStack",
+                "cloudformation:CreateChangeSet",
+                target="service_roles",
+            ),
+        ),
+        "role",
+        service="cloudformation.amazonaws.com",
+    ),
+    Method(
+        "SageMakerPresignedUrl",
+        "open an existing SageMaker notebook that runs as a role",
+        (_s("sagemaker:CreatePresignedNotebookInstanceUrl", target="service_roles"),),
+        "role",
+        service="sagemaker.amazonaws.com",
+    ),
+    Method(
+        "SSMSendCommand",
+        "run commands on an EC2 instance and read its role's credentials",
+        (_s("ssm:SendCommand", target="instance_roles"),),
+        "role",
+        service="ec2.amazonaws.com",
+    ),
+    Method(
+        "SSMStartSession",
+        "open a shell on an EC2 instance and read its role's credentials",
+        (_s("ssm:StartSession", target="instance_roles"),),
+        "role",
+        service="ec2.amazonaws.com",
+    ),
+    Method(
+        "EC2InstanceConnect",
+        "push an SSH key to an EC2 instance and read its role's credentials",
+        (
+            _s(
+                "ec2-instance-connect:SendSSHPublicKey",
+                "ec2-instance-connect:SendSerialConsoleSSHPublicKey",
+                target="instance_roles",
+            ),
+        ),
+        "role",
+        service="ec2.amazonaws.com",
+    ),
+    # Grants to other identities: no gain for the caller itself, but anyone who can act as
+    # the target (or the caller, when it can assume the target role) gains.
+    Method(
+        "GrantUserPolicy",
+        "attach or write policies on other users",
+        (_s("iam:AttachUserPolicy", "iam:PutUserPolicy", target="other_users"),),
+        "grant",
+    ),
+    Method(
+        "GrantGroupPolicy",
+        "attach or write policies on groups",
+        (_s("iam:AttachGroupPolicy", "iam:PutGroupPolicy", target="other_groups"),),
+        "grant",
+    ),
+    Method(
+        "GrantRolePolicy",
+        "attach or write policies on other roles",
+        (_s("iam:AttachRolePolicy", "iam:PutRolePolicy", target="other_roles"),),
+        "grant",
+    ),
+    Method(
+        "GrantPolicyVersion",
+        "publish new versions of managed policies attached to others",
+        (_s("iam:CreatePolicyVersion", "iam:SetDefaultPolicyVersion", target="other_policies"),),
+        "grant",
+    ),
+    Method(
+        "GrantGroupMembership",
+        "add users to groups",
+        (_s("iam:AddUserToGroup", target="any_group"),),
+        "grant",
+        ("role",),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Hop:
+    role: str
+    reason: str
+    certain: bool
+
+
+@dataclass
+class EscalationPath:
+    principal: str
+    method: str
+    title: str
+    hops: tuple[Hop, ...]
+    # (action, resource, statements granting it) for every step.
+    grants: list[tuple[str, str, list[str]]]
+    targets: list[str]
+    level: Level
+    certain: bool
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """Describe the path in one line: hops, method, targets and the grant of each step."""
+        hops = " -> ".join(f"assume {_short(hop.role)} ({hop.reason})" for hop in self.hops)
+        prefix = "conditional: " if not self.certain else ""
+        if self.method == "AssumeRole":
+            why = f" ({self.notes[0]})" if self.notes else ""
+            return f"{prefix}{hops}; {_short(self.targets[0])} has {self.level} privilege{why}"
+        steps = "; ".join(
+            f"{action} on {resource} allowed by {' and '.join(sources)}"
+            for action, resource, sources in self.grants
+        )
+        targets = ", ".join(_short(target) for target in self.targets[:5])
+        if len(self.targets) > 5:
+            targets += f" and {len(self.targets) - 5} more"
+        lead = f"{hops} -> " if hops else ""
+        return (
+            f"{prefix}{lead}{self.method}: {self.title} (targets: {targets}; "
+            f"reaches {self.level} privilege): {steps}"
+        )
+
+
+def _short(arn: str) -> str:
+    return arn.rsplit("/", 1)[-1]
+
+
+@dataclass
+class Privilege:
+    level: Level
+    services: list[str]
+    evidence: list[str]
+
+
+@dataclass
+class IamAnalysis:
+    privileges: dict[str, Privilege]
+    paths: dict[str, list[EscalationPath]]
+    reachable: dict[str, list[tuple[Hop, ...]]]
+    permissive_trust: dict[str, list[str]]
+
+
+class Analyzer:
+    def __init__(self, details: AuthorizationDetails, as_of: datetime) -> None:
+        self.details = details
+        self.context = RequestContext(as_of=as_of)
+        self.as_of = as_of
+        self._group_levels: dict[str, Privilege] = {}
+
+    def run(self) -> IamAnalysis:
+        principals = self.details.principals
+        privileges = {
+            arn: self.privilege(p.statements, p.boundary) for arn, p in principals.items()
+        }
+        for name, group in self.details.groups.items():
+            self._group_levels[name] = self.privilege(group.statements, None)
+        self._privileges = privileges
+        edges = {arn: self._assumable(p) for arn, p in principals.items()}
+        own_paths = {
+            arn: self._own_paths(p) if privileges[arn].level != "admin" else []
+            for arn, p in principals.items()
+        }
+        paths: dict[str, list[EscalationPath]] = {}
+        reachable: dict[str, list[tuple[Hop, ...]]] = {}
+        for arn in principals:
+            chains = _reach(arn, edges)
+            reachable[arn] = chains
+            if privileges[arn].level == "admin":
+                paths[arn] = []
+                continue
+            found = list(own_paths[arn])
+            for chain in chains:
+                role = chain[-1].role
+                certain = all(hop.certain for hop in chain)
+                role_level = privileges[role].level
+                if role_level in ("admin", "high"):
+                    found.append(
+                        EscalationPath(
+                            principal=arn,
+                            method="AssumeRole",
+                            title="assume a more privileged role",
+                            hops=chain,
+                            grants=[],
+                            targets=[role],
+                            level=role_level,
+                            certain=certain,
+                            notes=privileges[role].evidence[:3],
+                        )
+                    )
+                if role_level == "admin":
+                    continue
+                for inherited in own_paths.get(role, []):
+                    found.append(
+                        EscalationPath(
+                            principal=arn,
+                            method=inherited.method,
+                            title=inherited.title,
+                            hops=chain + inherited.hops,
+                            grants=inherited.grants,
+                            targets=inherited.targets,
+                            level=inherited.level,
+                            certain=certain and inherited.certain,
+                            notes=inherited.notes,
+                        )
+                    )
+            # A grant on a role the principal can assume is a path to itself.
+            assumable = {chain[-1].role for chain in chains}
+            for path in found:
+                if path.method == "GrantRolePolicy" and assumable & set(path.targets):
+                    path.level = "admin"
+                    path.title += ", including roles it can assume"
+            paths[arn] = found
+        permissive = {p.arn: self._permissive(p) for p in self.details.roles()}
+        return IamAnalysis(
+            privileges, paths, reachable, {arn: why for arn, why in permissive.items() if why}
+        )
+
+    # Privilege level.
+
+    def privilege(self, statements: list[Statement], boundary: list[Statement] | None) -> Privilege:
+        covered: list[str] = []
+        evidence: list[str] = []
+        for service in SENSITIVE_SERVICES:
+            granting: list[Statement] = []
+            for verb in _PROBE_VERBS:
+                decision = evaluate(
+                    statements, f"{service}:{verb}{_PROBE_SUFFIX}", "*", self.context, boundary
+                )
+                if decision.allowed is not Tri.TRUE:
+                    break
+                granting.extend(decision.allowed_by[:1])
+            else:
+                covered.append(service)
+                for statement in granting[:1]:
+                    text = statement.describe()
+                    if text not in evidence:
+                        evidence.append(text)
+        if len(covered) == len(SENSITIVE_SERVICES):
+            return Privilege("admin", covered, evidence)
+        if covered:
+            return Privilege("high", covered, evidence)
+        return Privilege("standard", [], [])
+
+    # Role assumption.
+
+    def _assumable(self, principal: Principal) -> list[Hop]:
+        hops: list[Hop] = []
+        for role in self.details.roles():
+            if role.arn == principal.arn:
+                continue
+            hop = self.can_assume(principal, role)
+            if hop is not None:
+                hops.append(hop)
+        return hops
+
+    def can_assume(self, principal: Principal, role: Principal) -> Hop | None:
+        trust = Tri.FALSE
+        reason = ""
+        needs_identity_policy = False
+        for statement in role.trust:
+            if not matches_action(statement, "sts:AssumeRole"):
+                continue
+            named = _trust_names(statement, principal, role)
+            if named is None:
+                continue
+            holds, _notes = evaluate_condition(statement.condition, self.context)
+            if statement.effect == "Deny":
+                if holds is Tri.TRUE:
+                    return None
+                continue
+            if holds is Tri.FALSE:
+                continue
+            direct, why = named
+            if holds.value > trust.value or (holds is trust and direct and needs_identity_policy):
+                trust = holds
+                reason = why
+                needs_identity_policy = not direct
+        if trust is Tri.FALSE:
+            return None
+        certain = trust is Tri.TRUE
+        if needs_identity_policy:
+            decision = evaluate(
+                principal.statements, "sts:AssumeRole", role.arn, self.context, principal.boundary
+            )
+            if decision.allowed is Tri.FALSE:
+                return None
+            certain = certain and decision.allowed is Tri.TRUE
+            reason += "; " + _sources(decision)
+        return Hop(role.arn, reason, certain)
+
+    def _permissive(self, role: Principal) -> list[str]:
+        reasons: list[str] = []
+        for statement in role.trust:
+            if statement.effect != "Allow" or not matches_action(statement, "sts:AssumeRole"):
+                continue
+            principals = _aws_principals(statement)
+            holds, _notes = evaluate_condition(statement.condition, self.context)
+            conditional = "" if holds is Tri.TRUE else " (with a condition)"
+            for value in principals:
+                if value == "*":
+                    reasons.append(f"trust policy lets any AWS principal assume it{conditional}")
+                elif value.endswith(":root") or value.isdigit():
+                    account = value.split(":")[4] if ":" in value else value
+                    scope = "its own account" if account == role.account else f"account {account}"
+                    reasons.append(
+                        f"trust policy lets every principal of {scope} assume it "
+                        f"({value}){conditional}"
+                    )
+        return reasons
+
+    # Escalation methods.
+
+    def _own_paths(self, principal: Principal) -> list[EscalationPath]:
+        found: list[EscalationPath] = []
+        for method in METHODS:
+            if principal.kind not in method.applies_to:
+                continue
+            path = self._try(principal, method)
+            if path is not None:
+                found.append(path)
+        return found
+
+    def _try(self, principal: Principal, method: Method) -> EscalationPath | None:
+        targets: list[str] | None = None
+        grants: list[tuple[str, str, list[str]]] = []
+        notes: list[str] = []
+        certain = True
+        for step in method.steps:
+            candidates = self._candidates(principal, step.target, method.service)
+            if candidates is not None and not candidates:
+                return None
+            passed_to = method.service if "iam:PassRole" in step.actions else None
+            context = RequestContext(self.as_of, passed_to)
+            allowed_targets: list[str] = []
+            step_grant: tuple[str, str, list[str]] | None = None
+            step_certain = False
+            for resource in candidates if candidates is not None else [None]:
+                for action in step.actions:
+                    decision = evaluate(
+                        principal.statements, action, resource, context, principal.boundary
+                    )
+                    if decision.allowed is Tri.FALSE:
+                        continue
+                    if resource is not None:
+                        allowed_targets.append(resource)
+                    if step_grant is None or (decision.allowed is Tri.TRUE and not step_certain):
+                        step_grant = (action, resource or "*", _statement_sources(decision))
+                        step_certain = decision.allowed is Tri.TRUE
+                        notes.extend(n for n in decision.notes if n not in notes)
+                    break
+            if step_grant is None:
+                return None
+            grants.append(step_grant)
+            certain = certain and step_certain
+            if candidates is not None:
+                kept = list(dict.fromkeys(allowed_targets))
+                targets = kept if targets is None else [t for t in targets if t in kept]
+                if not targets:
+                    return None
+        target_list = targets or []
+        return EscalationPath(
+            principal=principal.arn,
+            method=method.id,
+            title=method.title,
+            hops=(),
+            grants=grants,
+            targets=target_list,
+            level=self._gain_level(method, target_list),
+            certain=certain,
+            notes=notes,
+        )
+
+    def _gain_level(self, method: Method, targets: list[str]) -> Level:
+        if method.gain == "self":
+            return "admin"
+        if method.gain == "grant":
+            return "high"
+        levels: list[Level] = []
+        for target in targets:
+            if method.gain == "group":
+                group = self._group_levels.get(target.rsplit("/", 1)[-1])
+                levels.append(group.level if group else "standard")
+            elif target in self._privileges:
+                levels.append(self._privileges[target].level)
+        for level in ("admin", "high"):
+            if level in levels:
+                return level
+        return "standard"
+
+    def _candidates(
+        self, principal: Principal, target: Target, service: str | None
+    ) -> list[str] | None:
+        details = self.details
+        if target == "none":
+            return None
+        if target == "self":
+            return [principal.arn]
+        if target in ("own_policies", "other_policies"):
+            own = set(principal.managed_policy_arns)
+            for group_name in principal.groups:
+                group = details.groups.get(group_name)
+                if group:
+                    own.update(group.managed_policy_arns)
+            customer = [arn for arn, policy in details.policies.items() if not policy.aws_managed]
+            if target == "own_policies":
+                return [arn for arn in customer if arn in own]
+            return [arn for arn in customer if arn not in own]
+        if target == "own_groups":
+            return [details.groups[g].arn for g in principal.groups if g in details.groups]
+        if target == "other_groups":
+            return [g.arn for name, g in details.groups.items() if name not in principal.groups]
+        if target == "any_group":
+            return [g.arn for g in details.groups.values()]
+        if target == "other_users":
+            return [p.arn for p in details.users() if p.arn != principal.arn]
+        if target == "other_roles":
+            return [p.arn for p in details.roles() if p.arn != principal.arn]
+        if target in ("service_roles", "instance_roles"):
+            roles = [r for r in details.roles() if service and _trusts_service(r, service)]
+            if target == "instance_roles":
+                roles = [r for r in roles if r.instance_profiles]
+            if service == "ec2.amazonaws.com" and target == "service_roles":
+                roles = [r for r in roles if r.instance_profiles]
+            return [r.arn for r in roles if r.arn != principal.arn]
+        return None
+
+
+def analyze(details: AuthorizationDetails, as_of: datetime) -> IamAnalysis:
+    """Compute privilege levels, assumable roles, escalation paths and permissive trusts."""
+    return Analyzer(details, as_of).run()
+
+
+def _reach(start: str, edges: dict[str, list[Hop]]) -> list[tuple[Hop, ...]]:
+    """Every role reachable from `start`, each by its shortest chain of hops."""
+    seen = {start}
+    chains: list[tuple[Hop, ...]] = []
+    queue: deque[tuple[str, tuple[Hop, ...]]] = deque([(start, ())])
+    while queue:
+        current, chain = queue.popleft()
+        if len(chain) >= MAX_HOPS:
+            continue
+        for hop in edges.get(current, []):
+            if hop.role in seen:
+                continue
+            seen.add(hop.role)
+            extended = (*chain, hop)
+            chains.append(extended)
+            queue.append((hop.role, extended))
+    return chains
+
+
+def _aws_principals(statement: Statement) -> tuple[str, ...]:
+    return statement.aws_principals
+
+
+def _trust_names(
+    statement: Statement, principal: Principal, role: Principal
+) -> tuple[bool, str] | None:
+    """Whether a trust statement names `principal`: (direct, reason), or None.
+
+    `direct` is true when the statement names the principal itself, so that no identity
+    policy is needed in the same account.
+    """
+    for value in _aws_principals(statement):
+        if value == principal.arn:
+            direct = principal.account == role.account
+            return direct, f"{role.name}'s trust policy names {principal.kind} {principal.name}"
+        if value == "*":
+            return False, f"{role.name}'s trust policy allows any principal"
+        account = (
+            value.split(":")[4]
+            if value.startswith("arn:") and value.endswith(":root")
+            else (value if value.isdigit() else None)
+        )
+        if account is not None and account == principal.account:
+            return False, f"{role.name}'s trust policy allows all of account {account}"
+        if principal.kind == "role" and value.startswith("arn:") and ":assumed-role/" in value:
+            role_name = value.split(":assumed-role/", 1)[1].split("/", 1)[0]
+            if role_name == principal.name and value.split(":")[4] == principal.account:
+                session = value.rsplit("/", 1)[-1]
+                return (
+                    True,
+                    f"{role.name}'s trust policy names session {session} of {principal.name}",
+                )
+    return None
+
+
+def _trusts_service(role: Principal, service: str) -> bool:
+    for statement in role.trust:
+        if (
+            statement.effect == "Allow"
+            and matches_action(statement, "sts:AssumeRole")
+            and (service in statement.service_principals)
+        ):
+            return True
+    return False
+
+
+def _statement_sources(decision: Decision) -> list[str]:
+    return [statement.describe() for statement in decision.allowed_by[:2]]
+
+
+def _sources(decision: Decision) -> str:
+    described = _statement_sources(decision)
+    return "its own " + " and ".join(described) if described else "its own policy"

@@ -1,0 +1,1 @@
+"""Source connectors: each reads one kind of export (or live API) into the inventory."""
