@@ -78,7 +78,7 @@ def attestor(
         json.dumps({"eu-west-1": ca[0].public_bytes(serialization.Encoding.PEM).decode()})
     )
     context = AttestorContext(TrustDomain("example.org"), lambda: NOW, datastore=None)
-    return AwsIidAttestor({"aws_certificates_path": str(certificates), **plugin_data}, context)
+    return AwsIidAttestor({"region_certificates_path": str(certificates), **plugin_data}, context)
 
 
 async def no_challenge(data: bytes) -> bytes:
@@ -130,7 +130,7 @@ async def test_signature_by_other_key_is_rejected(tmp_path, region_ca) -> None:
 
 async def test_account_outside_allow_list_is_rejected(tmp_path, region_ca) -> None:
     content = document(account="999999999999")
-    verifier = attestor(tmp_path, region_ca, account_ids_for_local_validation=["123456789012"])
+    verifier = attestor(tmp_path, region_ca, allowed_account_ids=["123456789012"])
 
     with pytest.raises(AttestationError, match="999999999999 is not in the allowed accounts"):
         await verifier.attest(encode_payload(content, sign(content, region_ca)), no_challenge)
@@ -148,7 +148,7 @@ async def test_garbage_signature_is_invalid_argument(tmp_path, region_ca) -> Non
 
 def test_missing_certificates_path_names_the_key(tmp_path) -> None:
     context = AttestorContext(TrustDomain("example.org"), lambda: NOW, datastore=None)
-    with pytest.raises(ValueError, match="aws_certificates_path is required"):
+    with pytest.raises(ValueError, match="region_certificates_path is required"):
         AwsIidAttestor({}, context)
 
 

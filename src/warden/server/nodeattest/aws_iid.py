@@ -140,21 +140,16 @@ class AwsIidAttestor:
 
     def __init__(self, plugin_data: Mapping[str, Any], context: AttestorContext) -> None:
         self._context = context
-        path = plugin_data.get("aws_certificates_path") or plugin_data.get(
-            "region_certificates_path"
-        )
+        path = plugin_data.get("region_certificates_path")
         if not path:
             raise ValueError(
-                'NodeAttestor "aws_iid": aws_certificates_path is required: a JSON file mapping '
-                "each region to AWS's RSA-2048 certificate for it (the EC2 User Guide lists them "
-                'under "Verify the instance identity document"), or a directory of <region>.pem'
+                'NodeAttestor "aws_iid": region_certificates_path is required: a JSON file '
+                "mapping each region to AWS's RSA-2048 certificate for it, or a directory of "
+                "<region>.pem files (the EC2 User Guide publishes the certificates under "
+                '"Verify the instance identity document")'
             )
         self._certificates = load_region_certificates(str(path))
-        accounts = (
-            plugin_data.get("account_ids_for_local_validation")
-            or plugin_data.get("account_allow_list")
-            or []
-        )
+        accounts = plugin_data.get("allowed_account_ids") or []
         self._allowed_accounts = {str(a) for a in accounts}
         self._describe = bool(plugin_data.get("describe_instances", False)) or bool(
             plugin_data.get("ec2_endpoint_url")
@@ -177,7 +172,7 @@ class AwsIidAttestor:
         if certificate is None:
             raise AttestationError(
                 f"aws_iid: no AWS certificate configured for region {region!r}; add it to "
-                "aws_certificates_path"
+                "region_certificates_path"
             )
         signed_content = verify_pkcs7(signature, certificate)
         if signed_content != document_bytes:

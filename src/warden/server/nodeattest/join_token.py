@@ -42,10 +42,18 @@ class JoinTokenAttestor:
                 "join token is malformed: expected 1 to 128 of A-Z, a-z, 0-9, '.', '_' and '-'",
                 permission_denied=False,
             )
+        from warden.store.errors import TokenInvalid
+
+        spiffe_id = agent_id(self._context.trust_domain, "join_token", token)
         datastore = self._context.datastore
-        record = await asyncio.to_thread(datastore.consume_join_token, token, self._context.now())
+        try:
+            record = await asyncio.to_thread(
+                datastore.consume_join_token, token, now=self._context.now(), used_by=str(spiffe_id)
+            )
+        except TokenInvalid as error:
+            raise AttestationError(str(error)) from None
         return AttestationResult(
-            agent_id=agent_id(self._context.trust_domain, "join_token", token),
+            agent_id=spiffe_id,
             reattestable=False,
             owner=record.owner,
             details={"token_prefix": token[:4]},

@@ -1,0 +1,211 @@
+"""The signing path: check a CSR, sign an SVID for an authorised entry, audit it.
+
+Every SVID the server issues, to agents for their workloads or to operators through `x509
+mint` / `jwt mint`, goes through here and lands in the audit log before it is returned.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from warden.api.server.v1 import types_pb2
+from warden.server.entry_cache import CachedEntry
+from warden.spiffe import SpiffeError, SpiffeId
+from warden.spiffe.x509svid import load_csr
+from warden.store.models import AuditEvent
+
+if TYPE_CHECKING:
+    from warden.server.app import WardenServer
+
+log = logging.getLogger(__name__)
+
+
+class SigningError(ValueError):
+    """A signing request was refused; the message says why."""
+
+
+def public_key_from_csr(csr_der: bytes) -> Any:
+    """The public key of a DER CSR whose self-signature verifies."""
+    try:
+        csr = load_csr(csr_der)
+    except (ValueError, SpiffeError) as error:
+        raise SigningError(f"invalid CSR: {error}") from None
+    if not csr.is_signature_valid:
+        raise SigningError("invalid CSR: its signature does not verify with its own key")
+    return csr.public_key()
+
+
+def svid_message(spiffe_id: str, chain: Sequence[x509.Certificate]) -> types_pb2.X509SVID:
+    return types_pb2.X509SVID(
+        spiffe_id=spiffe_id,
+        cert_chain=[c.public_bytes(serialization.Encoding.DER) for c in chain],
+        expires_at=int(chain[0].not_valid_after_utc.timestamp()),
+    )
+
+
+def _serial(certificate: x509.Certificate) -> str:
+    return format(certificate.serial_number, "x")
+
+
+class SigningService:
+    """Signs X509-SVIDs and JWT-SVIDs for agents and operators."""
+
+    def __init__(self, server: WardenServer) -> None:
+        self._server = server
+
+    @property
+    def _now(self) -> Callable[[], datetime]:
+        return self._server.clock
+
+    def _x509_ttl(self, requested: int) -> timedelta:
+        return (
+            timedelta(seconds=requested)
+            if requested
+            else self._server.options.default_x509_svid_ttl
+        )
+
+    def _jwt_ttl(self, requested: int) -> timedelta:
+        return (
+            timedelta(seconds=requested) if requested else self._server.options.default_jwt_svid_ttl
+        )
+
+    def sign_x509(
+        self, spiffe_id: str, csr_der: bytes, ttl: timedelta, dns_names: Sequence[str]
+    ) -> list[x509.Certificate]:
+        """Check the CSR and sign; the CPU-bound core of every X509-SVID issued."""
+        public_key = public_key_from_csr(csr_der)
+        return self._server.ca.sign_x509_svid(
+            SpiffeId.parse(spiffe_id),
+            public_key,
+            ttl=ttl,
+            dns_names=list(dns_names),
+            now=self._now(),
+        )
+
+    async def sign_entries(
+        self, agent_id: str, items: Sequence[tuple[CachedEntry, bytes]]
+    ) -> list[types_pb2.X509SVID | SigningError]:
+        """Sign one SVID per (entry, CSR); audit them all in one batch before returning."""
+        results: list[types_pb2.X509SVID | SigningError] = []
+        events = []
+        for entry, csr_der in items:
+            try:
+                chain = self.sign_x509(
+                    entry.spiffe_id, csr_der, self._x509_ttl(entry.x509_svid_ttl), entry.dns_names
+                )
+            except SigningError as error:
+                results.append(error)
+                continue
+            results.append(svid_message(entry.spiffe_id, chain))
+            events.append(
+                AuditEvent(
+                    action="svid.x509.sign",
+                    actor=agent_id,
+                    subject=entry.spiffe_id,
+                    details={
+                        "entry_id": entry.id,
+                        "serial": _serial(chain[0]),
+                        "expires_at": chain[0].not_valid_after_utc.isoformat(),
+                        "owner": entry.owner,
+                    },
+                )
+            )
+        if events:
+            await self._server.audit.record_many(events)
+            self._server.metrics.count("svid", "x509", "sign", amount=len(events))
+        return results
+
+    async def sign_jwt_for_entry(
+        self, agent_id: str, entry: CachedEntry, audience: Sequence[str]
+    ) -> tuple[str, int, int]:
+        """Mint a JWT-SVID for an entry; return the token, its issue time and its expiry."""
+        now = self._now()
+        ttl = self._jwt_ttl(entry.jwt_svid_ttl)
+        token = self._server.ca.sign_jwt_svid(
+            SpiffeId.parse(entry.spiffe_id), list(audience), ttl=ttl, now=now
+        )
+        expires_at = int((now + ttl).timestamp())
+        await self._server.audit.record(
+            AuditEvent(
+                action="svid.jwt.sign",
+                actor=agent_id,
+                subject=entry.spiffe_id,
+                details={
+                    "entry_id": entry.id,
+                    "audience": list(audience),
+                    "expires_at": expires_at,
+                    "owner": entry.owner,
+                },
+            )
+        )
+        self._server.metrics.count("svid", "jwt", "sign")
+        return token, int(now.timestamp()), expires_at
+
+    async def mint_x509(
+        self, spiffe_id: str, csr_der: bytes, ttl_seconds: int, dns_names: Sequence[str], actor: str
+    ) -> types_pb2.X509SVID:
+        """Sign an X509-SVID for an operator (`warden x509 mint`), with no entry behind it."""
+        parsed = self._check_own_domain(spiffe_id)
+        chain = self.sign_x509(str(parsed), csr_der, self._x509_ttl(ttl_seconds), dns_names)
+        await self._server.audit.record(
+            AuditEvent(
+                action="svid.x509.mint",
+                actor=actor,
+                subject=str(parsed),
+                details={
+                    "serial": _serial(chain[0]),
+                    "expires_at": chain[0].not_valid_after_utc.isoformat(),
+                },
+            )
+        )
+        log.info(
+            "X509-SVID minted",
+            extra={"spiffe_id": str(parsed), "caller": actor, "serial": _serial(chain[0])},
+        )
+        return svid_message(str(parsed), chain)
+
+    async def mint_jwt(
+        self, spiffe_id: str, audience: Sequence[str], ttl_seconds: int, actor: str
+    ) -> tuple[str, int]:
+        parsed = self._check_own_domain(spiffe_id)
+        if not audience or not all(audience):
+            raise SigningError("at least one non-empty audience is required")
+        now = self._now()
+        ttl = self._jwt_ttl(ttl_seconds)
+        token = self._server.ca.sign_jwt_svid(parsed, list(audience), ttl=ttl, now=now)
+        expires_at = int((now + ttl).timestamp())
+        await self._server.audit.record(
+            AuditEvent(
+                action="svid.jwt.mint",
+                actor=actor,
+                subject=str(parsed),
+                details={"audience": list(audience), "expires_at": expires_at},
+            )
+        )
+        log.info(
+            "JWT-SVID minted",
+            extra={"spiffe_id": str(parsed), "caller": actor, "audience": list(audience)},
+        )
+        return token, expires_at
+
+    def _check_own_domain(self, spiffe_id: str) -> SpiffeId:
+        try:
+            parsed = SpiffeId.parse(spiffe_id)
+        except SpiffeError as error:
+            raise SigningError(str(error)) from None
+        trust_domain = self._server.options.trust_domain
+        if parsed.trust_domain != trust_domain:
+            raise SigningError(
+                f"SPIFFE ID {spiffe_id} is not in this server's trust domain {trust_domain.name}"
+            )
+        if not parsed.path:
+            raise SigningError(
+                f"SPIFFE ID {spiffe_id} has no path: an SVID names a workload, not the trust domain"
+            )
+        return parsed
