@@ -1,0 +1,42 @@
+"""Configuration loading: SPIRE's HCL layout into typed, frozen settings.
+
+    config = load_server_config("server.conf", expand_env=False)
+    warden.logs.configure(config.server.log_level, config.server.log_format)
+    config.log_warnings()
+
+Errors carry the file, line and key (`server.conf:7: server.bind_prot: unknown key; did you
+mean bind_port?`); warnings are kept on the loaded configuration so that they can be logged
+once logging is set up from that same configuration.
+"""
+
+from warden.config.duration import DurationError, format_duration, parse_duration
+from warden.config.errors import ConfigError, Diagnostic
+from warden.config.plugins import PluginCatalog, PluginConfig, PluginData, register_plugin
+from warden.config.server import (
+    HttpApi,
+    ServerConfig,
+    ServerPlugins,
+    ServerSettings,
+    load_server_config,
+    server_config_from_text,
+)
+from warden.config.server_plugins import SERVER_PLUGINS
+
+__all__ = [
+    "SERVER_PLUGINS",
+    "ConfigError",
+    "Diagnostic",
+    "DurationError",
+    "HttpApi",
+    "PluginCatalog",
+    "PluginConfig",
+    "PluginData",
+    "ServerConfig",
+    "ServerPlugins",
+    "ServerSettings",
+    "format_duration",
+    "load_server_config",
+    "parse_duration",
+    "register_plugin",
+    "server_config_from_text",
+]
