@@ -4,7 +4,7 @@ Each record stores `record_hash = SHA-256(bytes.fromhex(prev_hash) || canonical)
 `canonical` is the UTF-8 JSON of the record's sequence number, time, actor, action, subject,
 details and server id, with sorted keys and no spaces. The first record's `prev_hash` is 64
 zeros. Because the sequence number is hashed, a record moved to another place breaks the
-chain as surely as a changed one; the `audit_head` row holds the last sequence number and
+chain as surely as a changed one; the `audit_head` row stores the last sequence number and
 hash, so records removed from the end are detected too.
 
 Appends lock `audit_head` (SELECT ... FOR UPDATE on PostgreSQL; SQLite writers are
@@ -171,6 +171,8 @@ def _record_problem(row: Any, expected_seq: int, prev_hash: str) -> tuple[int, s
     if row.seq < expected_seq:
         return row.seq, f"record {row.seq} appears out of order after record {expected_seq - 1}"
     if row.prev_hash != prev_hash:
+        if row.seq == 1:
+            return 1, "record 1 was changed or moved: it does not start the chain"
         return row.seq - 1, (
             f"record {row.seq - 1} was changed or replaced: record {row.seq} does not chain to it"
         )

@@ -136,7 +136,7 @@ def _alembic_config() -> Config:
 
 
 def head_revision() -> str:
-    """Return the newest migration revision this version of Warden knows."""
+    """Return the newest migration revision shipped with this version of Warden."""
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     assert head is not None
     return head
@@ -150,7 +150,7 @@ def current_revision(engine: Engine) -> str | None:
     return revision
 
 
-def _check_known(revision: str | None, engine: Engine) -> None:
+def check_known_revision(revision: str | None, engine: Engine) -> None:
     if revision is None:
         return
     script = ScriptDirectory.from_config(_alembic_config())
@@ -178,7 +178,7 @@ def upgrade_schema(engine: Engine) -> bool:
             f"cannot connect to datastore {describe_url(engine.url)}: {error.orig}; check that "
             "the database is running and the connection string is right"
         ) from error
-    _check_known(revision, engine)
+    check_known_revision(revision, engine)
     if revision == head:
         return False
     config = _alembic_config()
@@ -224,7 +224,7 @@ def require_current_schema(engine: Engine) -> None:
         ) from error
     head = head_revision()
     if revision != head:
-        _check_known(revision, engine)
+        check_known_revision(revision, engine)
         raise SchemaError(
             f"datastore {describe_url(engine.url)} has schema revision {revision!r}, but this "
             f"Warden needs {head!r}; run 'warden datastore migrate' as the role that owns the "

@@ -6,7 +6,7 @@ their cache current: for each event they re-read the entry (`get_entries`), whic
 its current state or nothing when it was deleted.
 
 Event ids come from a sequence, and on PostgreSQL a transaction can take id 7, commit after
-the transaction that took id 8, and so become visible later. A follower that only asks for
+the transaction that took id 8, and so become visible later. A follower that only queries
 `id > last` would skip 7 for ever. `EntryEventFollower` remembers such gaps and asks for
 them again on each poll until they appear or `gap_timeout` passes (a gap that never fills
 belongs to a transaction that rolled back). SQLite serialises writers, so ids commit in
@@ -27,15 +27,19 @@ from warden.store.schema import entry_events
 
 log = logging.getLogger(__name__)
 
-#: How long a follower keeps asking for a missing event id. A transaction that holds an id
-#: longer than this before committing is missed, so it is generous.
+#: How long a follower keeps querying a missing event id. A transaction that keeps its id
+#: uncommitted longer than this is missed, so the default is generous.
 DEFAULT_GAP_TIMEOUT = timedelta(minutes=5)
 
-#: How long events are kept before `prune_entry_events` removes them; it must exceed the
-#: longest time a server may be disconnected and still catch up through the log.
+#: How long events are kept before `prune_entry_events` removes them. A server disconnected
+#: for longer cannot catch up through the log and must reload all entries.
 DEFAULT_EVENT_RETENTION = timedelta(days=1)
 
 _ID_CHUNK = 500
+
+#: When no event is older than the gap timeout (a young or fully pruned log), how many ids
+#: below the oldest recent one a new follower checks for gaps.
+INITIAL_GAP_SCAN = 1000
 
 
 def insert_entry_events(
@@ -88,6 +92,14 @@ class EntryEventStore(StoreBase):
         with self._read() as connection:
             return int(connection.execute(select(func.max(entry_events.c.id))).scalar() or 0)
 
+    def entry_event_id_before(self, moment: datetime) -> int | None:
+        """Return the highest id of the events created before `moment`, or None."""
+        with self._read() as connection:
+            value = connection.execute(
+                select(func.max(entry_events.c.id)).where(entry_events.c.created_at < moment)
+            ).scalar()
+        return None if value is None else int(value)
+
     def recent_entry_event_ids(self, since: datetime) -> list[int]:
         """Return the ids of the events created at or after `since`, in order."""
         with self._read() as connection:
@@ -133,17 +145,18 @@ class EntryEventFollower:
         self._clock = clock or store._now
         self._batch_size = batch_size
         now = self._clock()
-        # Ids below the starting point that are missing now may belong to transactions that
-        # were still open when the cache loaded; they are gaps like any other.
+        # Ids at or below the starting point that are missing now may belong to transactions
+        # still open while the cache loads, so they are gaps like any other. Such ids are
+        # younger than the gap timeout, so the scan starts after the last older event.
         self._last_id = store.latest_entry_event_id()
-        recent = [
-            event_id
-            for event_id in store.recent_entry_event_ids(now - gap_timeout)
-            if event_id <= self._last_id
-        ]
+        cutoff = now - gap_timeout
+        recent = [i for i in store.recent_entry_event_ids(cutoff) if i <= self._last_id]
+        base = store.entry_event_id_before(cutoff)
+        if base is None:
+            lowest = recent[0] if recent else self._last_id + 1
+            base = max(0, lowest - 1 - INITIAL_GAP_SCAN)
         self._gaps: dict[int, datetime] = {}
-        if recent:
-            self._track_gaps(recent, first=recent[0], now=now)
+        self._track_gaps([*recent, self._last_id + 1], first=base + 1, now=now)
 
     @property
     def last_id(self) -> int:

@@ -79,7 +79,7 @@ class TokenStore(StoreBase):
         """Create a token and return its value (shown once, never stored) and its record.
 
         `owner` becomes the owner of the agent that joins with the token. `alias_spiffe_id`
-        asks the server to create an alias entry for that agent. A caller-chosen `token` is
+        requests an alias entry for that agent. A caller-chosen `token` is
         accepted for SPIRE compatibility; it must be hard to guess.
         """
         owner = owner.strip() if isinstance(owner, str) else ""
