@@ -238,6 +238,48 @@ def summarise_audit(workspace: Workspace, inventory: Inventory) -> None:
             facts["browser_user_agents"] = sorted(
                 set(facts.get("browser_user_agents", [])) | set(browsers)
             )
+    _summarise_audit_objects(workspace, inventory)
+
+
+def _summarise_audit_objects(workspace: Workspace, inventory: Inventory) -> None:
+    """Apply objects created through the API: service accounts, token secrets, bindings."""
+    rows = workspace.connection.execute(
+        """
+        SELECT operation, resource, principal, event_time, CAST(request_parameters AS VARCHAR)
+        FROM events
+        WHERE source = 'k8s_audit' AND outcome IS NULL AND request_parameters IS NOT NULL
+          AND operation IN ('create', 'update', 'patch')
+          AND split_part(action, ':', 2) IN ('serviceaccounts', 'secrets', 'rolebindings',
+                                             'clusterrolebindings')
+        ORDER BY event_time
+        """
+    ).fetchall()
+    for _operation, resource, creator, when, text in rows:
+        try:
+            item = json.loads(text)
+        except ValueError:
+            continue
+        if not isinstance(item, dict):
+            continue
+        metadata = item.setdefault("metadata", {}) or {}
+        namespace = (resource or "").split("/", 1)[0] if "/" in (resource or "") else None
+        if namespace and not metadata.get("namespace"):
+            metadata["namespace"] = namespace
+        kind = item.get("kind")
+        if kind == "ServiceAccount":
+            identity = _service_account(
+                inventory, metadata.get("namespace", "default"), metadata.get("name", "")
+            )
+            identity.sources.add(AUDIT_SOURCE)
+            identity.created_at = identity.created_at or when
+            if creator and identity.created_by is None:
+                identity.created_by = creator
+                identity.facts["created_by_event"] = "create serviceaccounts"
+        elif kind == "Secret":
+            metadata.setdefault("creationTimestamp", when.isoformat() if when else None)
+            _add_token_secret(inventory, item)
+        elif kind in ("RoleBinding", "ClusterRoleBinding"):
+            _add_binding(inventory, item)
 
 
 def _widen(identity: Identity, first: datetime | None, last: datetime | None) -> None:
