@@ -17,8 +17,11 @@ from warden.governance import AuditOptions, AuditReport, run_audit
 
 @pytest.fixture(scope="session")
 def iam_report(datasets_dir: Path) -> AuditReport:
-    return run_audit(AuditOptions(
-        aws_authorization_details=[datasets_dir / AUTHORIZATION_DETAILS], as_of=IAM_AS_OF))
+    return run_audit(
+        AuditOptions(
+            aws_authorization_details=[datasets_dir / AUTHORIZATION_DETAILS], as_of=IAM_AS_OF
+        )
+    )
 
 
 @pytest.fixture(scope="session")

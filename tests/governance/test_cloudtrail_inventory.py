@@ -79,14 +79,18 @@ def test_inventory_lists_every_access_key(invictus_report, datasets_dir):
     for key_id, (owner, moments) in keys.items():
         credential = everyone[owner].credentials[key_id]
         assert credential.long_lived is key_id.startswith("AKIA"), key_id
-        assert credential.type == ("aws_access_key" if key_id.startswith("AKIA") else "aws_session_key")
+        expected_type = "aws_access_key" if key_id.startswith("AKIA") else "aws_session_key"
+        assert credential.type == expected_type
         assert credential.first_used_at == min(moments), key_id
         assert credential.last_used_at == max(moments), key_id
 
 
 def test_long_lived_and_temporary_keys_both_seen(invictus_report):
-    credentials = [c for i in invictus_report.identities + invictus_report.humans
-                   for c in i.credentials.values()]
+    credentials = [
+        c
+        for i in invictus_report.identities + invictus_report.humans
+        for c in i.credentials.values()
+    ]
     assert any(c.id.startswith("AKIA") and c.long_lived for c in credentials)
     assert any(c.id.startswith("ASIA") and not c.long_lived for c in credentials)
 

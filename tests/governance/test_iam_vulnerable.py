@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from governance_support import AUTHORIZATION_DETAILS, findings_by_name
 
 pytestmark = pytest.mark.datasets
@@ -35,7 +34,8 @@ def _has_no_policy(datasets_dir: Path, user_name: str) -> bool:
 def test_privesc_principals_have_paths(iam_report, datasets_dir):
     escalations = findings_by_name(iam_report, "NHI5-PRIVESC")
     expected = [
-        name for name in _lab_names(datasets_dir)
+        name
+        for name in _lab_names(datasets_dir)
         if name.startswith("privesc") and name not in TARGETS and name != PERMISSIVE
     ]
     # The export carries no policy at all for the chain's start user (the lab gives it
@@ -53,8 +53,9 @@ def test_privesc_evidence_names_path(iam_report):
         for finding in findings:
             assert finding.evidence, name
             assert finding.details["paths"], name
-            assert all(step["granted_by"] for path in finding.details["paths"]
-                       for step in path["steps"]), name
+            assert all(
+                step["granted_by"] for path in finding.details["paths"] for step in path["steps"]
+            ), name
 
 
 def test_assume_role_chain_is_multi_hop(iam_report):
@@ -70,8 +71,11 @@ def test_assume_role_chain_is_multi_hop(iam_report):
 def test_sre_user_path_goes_through_group(iam_report):
     finding = findings_by_name(iam_report, "NHI5-PRIVESC")["privesc-sre-user"][0]
     assert any("group privesc-sre-group" in line for line in finding.evidence)
-    assert any(hop["role"].endswith("/privesc-sre-role")
-               for path in finding.details["paths"] for hop in path["hops"])
+    assert any(
+        hop["role"].endswith("/privesc-sre-role")
+        for path in finding.details["paths"]
+        for hop in path["hops"]
+    )
 
 
 def test_targets_get_privilege_findings(iam_report):
@@ -97,7 +101,9 @@ def test_false_positives_have_no_path(iam_report):
 
 def test_hard_true_positives_found(iam_report):
     escalations = findings_by_name(iam_report, "NHI5-PRIVESC")
-    found = sorted({name.split("-", 1)[0] for name in escalations if name.startswith(FALSE_NEGATIVES)})
+    found = sorted(
+        {name.split("-", 1)[0] for name in escalations if name.startswith(FALSE_NEGATIVES)}
+    )
     # Every one of the lab's hard cases is found, for both the user and the role variant.
     assert found == list(FALSE_NEGATIVES)
     for prefix in FALSE_NEGATIVES:

@@ -1,4 +1,4 @@
-"""Kubernetes: service accounts and their activity from the real cluster capture and Falco's files."""
+"""Kubernetes: service accounts and activity from a real cluster capture and Falco's files."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ def _expected(datasets_dir):
             if len(row) != len(K8S_CSV_COLUMNS):
                 continue
             field = dict(zip(K8S_CSV_COLUMNS, row, strict=True))
-            moment = datetime.fromisoformat(field["requestReceivedTimestamp"].replace("Z", "+00:00"))
+            received = field["requestReceivedTimestamp"].replace("Z", "+00:00")
+            moment = datetime.fromisoformat(received)
             events = seen.setdefault(field["user.username"], {})
             events.setdefault(field["auditID"], moment)
     return seen
@@ -55,7 +56,8 @@ def test_service_accounts_with_activity(k8s_report, datasets_dir):
 def test_every_principal_listed(k8s_report, datasets_dir):
     everyone = {i.name for i in k8s_report.identities + k8s_report.humans}
     for username in _expected(datasets_dir):
-        name = username.rsplit(":", 1)[-1] if username.startswith("system:serviceaccount:") else username
+        service_account = username.startswith("system:serviceaccount:")
+        name = username.rsplit(":", 1)[-1] if service_account else username
         assert name in everyone, username
 
 
@@ -71,5 +73,6 @@ def test_falco_token_secret_is_legacy_token(k8s_report):
 
 
 def test_falco_created_service_account(k8s_report):
-    account = next(i for i in k8s_report.identities if i.id == "system:serviceaccount:default:myacct")
+    account_id = "system:serviceaccount:default:myacct"
+    account = next(i for i in k8s_report.identities if i.id == account_id)
     assert account.created_by == "minikube-user"

@@ -146,7 +146,7 @@ def iter_events(path: Path) -> Iterator[StreamItem | StreamProblem]:
         shape = sniff_shape(path)
         handle = open_text(path)
     except (OSError, EOFError, zlib.error) as error:
-        yield StreamProblem(None, f"cannot read file: {error}")
+        yield StreamProblem(1, f"cannot read or decompress the file: {error}")
         return
     with handle:
         buffer = _Buffer(handle)

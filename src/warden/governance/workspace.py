@@ -17,6 +17,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -246,10 +247,14 @@ class Workspace:
                 continue
             try:
                 gzip = is_gzip(path)
+                if path.name.endswith(".gz") and not gzip:
+                    stats.warnings.append(
+                        (text_path, 1, "named .gz but not gzip-compressed; read as plain text")
+                    )
                 shape = sniff_shape(path)
-            except Exception as error:
-                gzip, shape = path.name.endswith(".gz"), "invalid"
-                stats.warnings.append((text_path, None, f"cannot decompress or read: {error}"))
+            except (OSError, EOFError, zlib.error):
+                # The tolerant reader reads what it can and reports where the damage starts.
+                gzip, shape = is_gzip(path), "invalid"
             hashes[digest] = text_path
             pending.append(
                 PendingFile(path, status.st_size, status.st_mtime_ns, digest, shape, gzip)
