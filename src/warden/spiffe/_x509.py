@@ -88,17 +88,18 @@ def describe(certificate: x509.Certificate) -> str:
 
 
 def signing_spiffe_id(certificate: x509.Certificate) -> SpiffeId | None:
-    """Return the SPIFFE ID of a signing certificate, or None when it carries no URI SAN.
+    """Return the SPIFFE ID of a signing certificate, or None when it carries none.
 
-    A signing certificate need not be an SVID (an operator's root usually is not), but when
-    it carries a SPIFFE ID that ID has no path, and it carries at most one.
+    A signing certificate need not be an SVID (an operator's root usually is not), and URIs
+    of other schemes are not SPIFFE IDs. When it carries a SPIFFE ID, that ID has no path,
+    and it carries at most one.
     """
-    uris = uri_sans(certificate)
+    uris = [uri for uri in uri_sans(certificate) if uri.lower().startswith("spiffe:")]
     if not uris:
         return None
     if len(uris) > 1:
         raise X509SvidError(
-            f"{describe(certificate)}: a signing certificate has {len(uris)} URI SANs; "
+            f"{describe(certificate)}: a signing certificate has {len(uris)} SPIFFE IDs; "
             "an SVID carries exactly one"
         )
     try:
