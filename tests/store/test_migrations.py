@@ -76,7 +76,7 @@ def test_unknown_revision_is_rejected(datastore: Datastore, datastore_url: str) 
 
 
 def test_open_without_migrate_needs_current_schema(tmp_path: Path) -> None:
-    with pytest.raises(SchemaError, match="run 'warden datastore migrate'"):
+    with pytest.raises(SchemaError, match="migrate it as the role that owns the tables"):
         Datastore.open(tmp_path / "empty.sqlite3", migrate=False)
 
 

@@ -5,6 +5,7 @@ return and raise. Governance reads the registry through `warden.store.inventory`
 """
 
 from warden.store.datastore import Datastore
+from warden.store.engine import migrate_datastore
 from warden.store.errors import (
     AgentBanned,
     AlreadyExists,
@@ -57,6 +58,7 @@ __all__ = [
     "StoreError",
     "TokenInvalid",
     "TokenProblem",
+    "migrate_datastore",
     "to_sqlalchemy_url",
     "url_from_sql_plugin",
 ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from itertools import groupby
 from operator import itemgetter
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, select
 
 from warden.spiffe import Selector
+from warden.store.columns import from_micros
 from warden.store.models import RegistrationEntry
 from warden.store.schema import (
     entry_dns_names,
@@ -39,6 +42,15 @@ ENTRY_COLUMNS = (
 )
 
 
+def _trusted_selector(selector_type: str, value: str) -> Selector:
+    """Build a Selector without validating it again: stored selectors were validated when
+    written, and checking a million of them at every load costs seconds."""
+    selector = object.__new__(Selector)
+    object.__setattr__(selector, "type", selector_type)
+    object.__setattr__(selector, "value", value)
+    return selector
+
+
 class Interner:
     """Shares equal strings and selectors between entries: a million entries often have
     only a few thousand distinct parents, owners and selectors."""
@@ -54,8 +66,9 @@ class Interner:
         key = (selector_type, value)
         found = self._selectors.get(key)
         if found is None:
-            # Stored selectors were validated when written.
-            found = self._selectors[key] = Selector(self.string(selector_type), self.string(value))
+            found = self._selectors[key] = _trusted_selector(
+                self.string(selector_type), self.string(value)
+            )
         return found
 
 
@@ -154,6 +167,41 @@ def _grouped(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[str, list[Sequence
         yield entry_id, list(group)
 
 
+def _driver_rows(
+    connection: Connection, statement: Select[Any], batch_size: int
+) -> Iterator[Sequence[Any]]:
+    """Stream a parameterless SELECT through the driver's own cursor, skipping SQLAlchemy's
+    per-row processing (about four times the driver's cost for a million entries).
+
+    The cursor runs on the connection's open transaction, so it sees the same snapshot.
+    PostgreSQL gets a server-side (named) cursor, so rows arrive in batches.
+    """
+    sql = str(statement.compile(dialect=connection.dialect))
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    if connection.dialect.name == "postgresql":
+        cursor = driver.cursor(name=f"warden_load_{uuid.uuid4().hex}")
+        cursor.itersize = batch_size
+    else:
+        cursor = driver.cursor()
+    try:
+        cursor.execute(sql)
+        while True:
+            batch = cursor.fetchmany(batch_size)
+            if not batch:
+                return
+            yield from batch
+    finally:
+        cursor.close()
+
+
+def _time_converter(dialect_name: str) -> Callable[[Any], datetime | None]:
+    """Return the function that turns a stored timestamp into an aware UTC datetime."""
+    if dialect_name == "sqlite":
+        return lambda value: None if value is None else from_micros(value)
+    return lambda value: None if value is None else value.astimezone(UTC)
+
+
 def stream_all_entries(connection: Connection, batch_size: int) -> Iterator[RegistrationEntry]:
     """Yield every entry in id order, merging four ordered streams in Python.
 
@@ -162,30 +210,38 @@ def stream_all_entries(connection: Connection, batch_size: int) -> Iterator[Regi
     (see StoreBase._read), or a concurrent write could pair an entry with another state's
     children.
     """
-    streaming = connection.execution_options(stream_results=True, yield_per=batch_size)
-    entries = streaming.execute(select(*ENTRY_COLUMNS).order_by(registration_entries.c.id))
+    entries = _driver_rows(
+        connection, select(*ENTRY_COLUMNS).order_by(registration_entries.c.id), batch_size
+    )
     children = [
-        streaming.execute(
+        _driver_rows(
+            connection,
             select(
                 entry_selectors.c.entry_id, entry_selectors.c.type, entry_selectors.c.value
-            ).order_by(entry_selectors.c.entry_id, entry_selectors.c.position)
+            ).order_by(entry_selectors.c.entry_id, entry_selectors.c.position),
+            batch_size,
         ),
-        streaming.execute(
+        _driver_rows(
+            connection,
             select(entry_dns_names.c.entry_id, entry_dns_names.c.value).order_by(
                 entry_dns_names.c.entry_id, entry_dns_names.c.position
-            )
+            ),
+            batch_size,
         ),
-        streaming.execute(
+        _driver_rows(
+            connection,
             select(entry_federates_with.c.entry_id, entry_federates_with.c.trust_domain).order_by(
                 entry_federates_with.c.entry_id, entry_federates_with.c.position
-            )
+            ),
+            batch_size,
         ),
     ]
+    time_of = _time_converter(connection.dialect.name)
     groups = [_grouped(stream) for stream in children]
     pending: list[tuple[str, list[Sequence[Any]]] | None] = [next(g, None) for g in groups]
     interner = Interner()
-    for row in entries:
-        entry_id = row[0]
+    for raw in entries:
+        entry_id = raw[0]
         found: list[list[Sequence[Any]]] = [[], [], []]
         for index, group in enumerate(groups):
             current = pending[index]
@@ -197,6 +253,7 @@ def stream_all_entries(connection: Connection, batch_size: int) -> Iterator[Regi
                 found[index] = current[1]
                 current = next(group, None)
             pending[index] = current
+        row = (*raw[:9], time_of(raw[9]), raw[10], raw[11], *map(time_of, raw[12:15]))
         yield build_entry(
             row,
             tuple(interner.selector(s[1], s[2]) for s in found[0]),

@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from warden.store.errors import DatabaseUnavailable, SchemaError
-from warden.store.urls import describe_url
+from warden.store.urls import describe_url, to_sqlalchemy_url
 
 log = logging.getLogger(__name__)
 
@@ -207,8 +207,8 @@ def upgrade_schema(engine: Engine) -> bool:
     except DBAPIError as error:
         raise SchemaError(
             f"migrating datastore {describe_url(engine.url)} from revision {revision!r} to "
-            f"{head!r} failed: {error.orig}; run the migration as the role that owns the "
-            "tables (see 'warden datastore migrate')"
+            f"{head!r} failed: {error.orig}; migrate as the role that owns the tables, for "
+            "example by starting the server once with that role's connection string"
         ) from error
     return True
 
@@ -227,6 +227,19 @@ def require_current_schema(engine: Engine) -> None:
         check_known_revision(revision, engine)
         raise SchemaError(
             f"datastore {describe_url(engine.url)} has schema revision {revision!r}, but this "
-            f"Warden needs {head!r}; run 'warden datastore migrate' as the role that owns the "
-            "tables, then start the server again"
+            f"Warden needs {head!r}; migrate it as the role that owns the tables (start the "
+            "server once with that role's connection string), then start it again"
         )
+
+
+def migrate_datastore(url: str | URL) -> bool:
+    """Bring the datastore at `url` to the newest schema; return True when anything ran.
+
+    Operators run this as the role that owns the tables before starting servers that
+    connect as a restricted role (see warden.store.roles).
+    """
+    engine = create_datastore_engine(to_sqlalchemy_url(url))
+    try:
+        return upgrade_schema(engine)
+    finally:
+        engine.dispose()

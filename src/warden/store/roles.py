@@ -1,15 +1,15 @@
 """Running the server as a restricted PostgreSQL role.
 
 The audit log's triggers stop UPDATE and DELETE, but a table's owner may disable triggers.
-So in production the tables belong to one role, the one that runs `warden datastore
-migrate`. The server connects as another role with only the grants below. That role can read
-and write the registry, append to the audit log and move the chain head forward, but it
-cannot change or remove an audit record.
+So in production the tables belong to one role, the one that migrates the schema. The
+server connects as another role with only the grants below. That role can read and write
+the registry, append to the audit log and move the chain head forward, but it cannot change
+or remove an audit record.
 
     CREATE ROLE warden_owner LOGIN PASSWORD '…';
     CREATE ROLE warden_server LOGIN PASSWORD '…';
     CREATE DATABASE warden OWNER warden_owner;
-    -- as warden_owner: warden datastore migrate -database postgresql://warden_owner@…/warden
+    -- as warden_owner: migrate_datastore("postgresql://warden_owner@db.example/warden")
     -- as warden_owner: the statements of server_role_grants("warden_server")
 """
 
