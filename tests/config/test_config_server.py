@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from warden.config import ConfigError, ServerConfig, load_server_config
+from warden.config import ConfigError, ServerConfig, load_server_config, server_config_from_text
 from warden.config.server_plugins import (
     AwsIidServer,
     ServerDiskKeyManager,
@@ -16,6 +16,7 @@ from warden.config.server_plugins import (
 from warden.spiffe import TrustDomain
 
 LoadServer = Callable[..., ServerConfig]
+WriteConfig = Callable[..., Path]
 
 EXAMPLE = """
 server {
@@ -526,3 +527,584 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     assert caught.value.line is None
     assert "file not found" in caught.value.message
     assert "-config" in caught.value.message
+
+
+# A realistic server configuration in SPIRE's layout, with settings Warden does not
+# implement; it must load with warnings only.
+SPIRE_STYLE_SERVER = """
+server {
+    bind_address = "0.0.0.0"
+    bind_port = "8081"
+    socket_path = "/run/spire/sockets/server.sock"
+    trust_domain = "prod.example.org"
+    data_dir = "/var/lib/spire/server"
+    log_level = "INFO"
+    log_format = "json"
+    log_file = "/var/log/spire/server.log"
+    ca_key_type = "rsa-2048"
+    jwt_key_type = "ec-p256"
+    ca_ttl = "168h"
+    default_x509_svid_ttl = "4h"
+    default_jwt_svid_ttl = "10m"
+    agent_ttl = "24h"
+    jwt_issuer = "https://oidc.prod.example.org"
+    admin_ids = ["spiffe://prod.example.org/ops/admin"]
+    audit_log_enabled = true
+
+    ca_subject = {
+        country = ["DE"],
+        organization = ["Example GmbH"],
+        common_name = "Example SPIFFE CA",
+    }
+
+    ratelimit {
+        attestation = true
+        signing = "false"
+    }
+
+    federation {
+        bundle_endpoint {
+            address = "0.0.0.0"
+            port = 8443
+            refresh_hint = "5m"
+            profile "https_spiffe" {}
+        }
+        federates_with "partner.example.com" {
+            bundle_endpoint_url = "https://bundle.partner.example.com/bundle"
+            bundle_endpoint_profile "https_web" {}
+        }
+    }
+
+    experimental {
+        cache_reload_interval = "5s"
+        events_based_cache = true
+    }
+
+    prune_attested_nodes_expired_for = "720h"
+    log_source_location = false
+}
+
+plugins {
+    DataStore "sql" {
+        plugin_data {
+            database_type = "postgres"
+            connection_string = "dbname=spire user=spire host=db.internal password=hunter2"
+            ro_connection_string = "dbname=spire user=spire host=replica.internal"
+            max_open_conns = 50
+            max_idle_conns = "10"
+            conn_max_lifetime = "30m"
+            disable_migration = false
+        }
+    }
+
+    KeyManager "disk" {
+        plugin_data {
+            keys_path = "/var/lib/spire/server/keys.json"
+        }
+    }
+
+    NodeAttestor "join_token" {
+        plugin_data {}
+    }
+
+    NodeAttestor "x509pop" {
+        plugin_data {
+            ca_bundle_paths = ["/etc/spire/x509pop/ca-a.pem", "/etc/spire/x509pop/ca-b.pem"]
+            agent_path_template = "x509pop/{{ .Subject.CommonName }}"
+        }
+    }
+
+    NodeAttestor "aws_iid" {
+        plugin_data {
+            skip_block_device = true
+            disable_instance_profile_selectors = true
+            account_ids_for_local_validation = ["123456789012"]
+            assume_role = "spire-server-delegate"
+            partition = "aws"
+        }
+    }
+
+    UpstreamAuthority "disk" {
+        plugin_data {
+            cert_file_path = "/etc/spire/upstream/intermediate.crt"
+            key_file_path = "/etc/spire/upstream/intermediate.key"
+            bundle_file_path = "/etc/spire/upstream/root.crt"
+        }
+    }
+}
+
+health_checks {
+    listener_enabled = true
+    bind_address = "0.0.0.0"
+    bind_port = "8080"
+    live_path = "/live"
+    ready_path = "/ready"
+}
+
+telemetry {
+    Prometheus {
+        port = 9988
+    }
+
+    DogStatsd = [
+        { address = "localhost:8125" },
+    ]
+
+    AllowedLabels = []
+}
+"""
+
+
+def test_spire_style_server_loads_with_warnings(load_server: LoadServer) -> None:
+    config = load_server(SPIRE_STYLE_SERVER)
+
+    server = config.server
+    assert server.trust_domain.name == "prod.example.org"
+    assert server.socket_path == Path("/run/spire/sockets/server.sock")
+    assert server.ca_key_type == "rsa-2048"
+    assert server.effective_jwt_key_type == "ec-p256"
+    assert server.ca_ttl == timedelta(days=7)
+    assert server.effective_agent_ttl == timedelta(hours=24)
+    assert server.ca_subject.common_name == "Example SPIFFE CA"
+    assert server.ca_subject.country == ("DE",)
+    assert [str(admin) for admin in server.admin_ids] == ["spiffe://prod.example.org/ops/admin"]
+    assert server.ratelimit.signing is False
+    assert server.audit_log_enabled is True
+
+    datastore = config.plugins.datastore
+    assert datastore.line == 54
+    assert datastore.data.database_type == "postgres"
+    assert datastore.data.max_idle_conns == 10
+    assert datastore.data.conn_max_lifetime == timedelta(minutes=30)
+    assert [plugin.name for plugin in config.plugins.node_attestors] == [
+        "join_token",
+        "x509pop",
+        "aws_iid",
+    ]
+    upstream = config.plugins.upstream_authority
+    assert upstream is not None
+    assert upstream.name == "disk"
+    assert config.telemetry.prometheus is not None
+    assert config.telemetry.prometheus.host == "localhost"
+
+    assert {warning.key for warning in config.warnings} == {
+        "server.federation",
+        "server.experimental",
+        "server.prune_attested_nodes_expired_for",
+        "server.log_source_location",
+        "plugins.DataStore.sql.plugin_data.ro_connection_string",
+        "telemetry.DogStatsd",
+        "telemetry.AllowedLabels",
+    }
+    assert "hunter2" not in repr(config)
+    assert all("hunter2" not in str(warning) for warning in config.warnings)
+
+
+def test_plugin_data_file_is_read(load_server: LoadServer, write_config: WriteConfig) -> None:
+    data_file = write_config('ca_bundle_path = "ca.pem"\nbogus = 1\n', "x509pop.hcl")
+    text = f"""
+    server {{
+      trust_domain = "example.org"
+    }}
+    plugins {{
+      NodeAttestor "x509pop" {{
+        plugin_data_file = "{data_file.name}"
+      }}
+    }}
+    """
+
+    with pytest.raises(ConfigError) as caught:
+        load_server(text)
+
+    assert caught.value.file == str(data_file)
+    assert caught.value.line == 2
+    assert caught.value.key == "plugins.NodeAttestor.x509pop.plugin_data.bogus"
+
+
+def test_plugin_data_file_paths_resolve_beside_it(
+    load_server: LoadServer, write_config: WriteConfig, tmp_path: Path
+) -> None:
+    (tmp_path / "plugins").mkdir()
+    write_config('ca_bundle_path = "ca.pem"\n', "plugins/x509pop.hcl")
+    config = load_server(
+        """
+        server {
+          trust_domain = "example.org"
+        }
+        plugins {
+          NodeAttestor "x509pop" {
+            plugin_data_file = "plugins/x509pop.hcl"
+          }
+        }
+        """
+    )
+
+    attestor = config.plugins.node_attestor("x509pop")
+    assert attestor is not None
+    assert attestor.data.ca_bundle_files == (tmp_path / "plugins" / "ca.pem",)
+
+
+def test_missing_plugin_data_file(load_server: LoadServer) -> None:
+    error = _error(
+        load_server,
+        """
+        server {
+          trust_domain = "example.org"
+        }
+        plugins {
+          NodeAttestor "x509pop" {
+            plugin_data_file = "absent.hcl"
+          }
+        }
+        """,
+    )
+
+    assert (error.line, error.key) == (6, "plugins.NodeAttestor.x509pop.plugin_data_file")
+    assert "cannot read" in error.message
+
+
+@pytest.mark.parametrize(
+    ("plugin_data", "key", "fragment"),
+    [
+        ('database_type = "mysql"', "database_type", "MySQL is not supported"),
+        (
+            'database_type "aws_postgres" {\n region = "us-east-1"\n}',
+            "database_type",
+            "IAM database authentication",
+        ),
+        ('database_type = "postgres"', "connection_string", "required for postgres"),
+        ('database_type = "sqlite3"\nmax_open_conns = 0', "max_open_conns", "1 or more"),
+        ('connection_string = "x.db"', "database_type", "missing required key"),
+    ],
+)
+def test_invalid_datastore(
+    load_server: LoadServer, plugin_data: str, key: str, fragment: str
+) -> None:
+    error = _error(
+        load_server,
+        'server {\n  trust_domain = "example.org"\n}\n'
+        f'plugins {{\n  DataStore "sql" {{\n    plugin_data {{\n{plugin_data}\n    }}\n  }}\n}}\n',
+    )
+
+    assert error.key == f"plugins.DataStore.sql.plugin_data.{key}"
+    assert fragment in error.message
+
+
+def test_sqlite_path_resolves_against_file(load_server: LoadServer, tmp_path: Path) -> None:
+    config = load_server(
+        """
+        server {
+          trust_domain = "example.org"
+        }
+        plugins {
+          DataStore "sql" {
+            plugin_data {
+              database_type = "sqlite3"
+              connection_string = "state/datastore.sqlite3"
+            }
+          }
+        }
+        """
+    )
+
+    connection = config.plugins.datastore.data.connection_string
+    assert connection is not None
+    assert connection.get_secret_value() == str(tmp_path / "state" / "datastore.sqlite3")
+
+
+def test_two_datastores_are_an_error(load_server: LoadServer) -> None:
+    error = _error(
+        load_server,
+        """
+        server {
+          trust_domain = "example.org"
+        }
+        plugins {
+          KeyManager "disk" {
+            plugin_data {}
+          }
+          KeyManager "memory" {
+            plugin_data {}
+          }
+        }
+        """,
+    )
+
+    assert (error.line, error.key) == (8, "plugins.KeyManager")
+    assert "only one KeyManager" in error.message
+
+
+def test_same_plugin_twice_is_an_error(load_server: LoadServer) -> None:
+    error = _error(
+        load_server,
+        """
+        server {
+          trust_domain = "example.org"
+        }
+        plugins {
+          NodeAttestor "join_token" {
+            plugin_data {}
+          }
+          NodeAttestor "join_token" {
+            plugin_data {}
+          }
+        }
+        """,
+    )
+
+    assert (error.line, error.key) == (8, "plugins.NodeAttestor.join_token")
+    assert "declared more than once (lines 5 and 8)" in error.message
+
+
+def test_x509pop_needs_a_ca(load_server: LoadServer) -> None:
+    error = _error(
+        load_server,
+        """
+        server {
+          trust_domain = "example.org"
+        }
+        plugins {
+          NodeAttestor "x509pop" {
+            plugin_data {
+              mode = "external_pki"
+            }
+          }
+        }
+        """,
+    )
+
+    assert error.key == "plugins.NodeAttestor.x509pop.plugin_data.ca_bundle_path"
+
+
+def test_x509pop_spiffe_mode_is_rejected(load_server: LoadServer) -> None:
+    error = _error(
+        load_server,
+        """
+        server {
+          trust_domain = "example.org"
+        }
+        plugins {
+          NodeAttestor "x509pop" {
+            plugin_data {
+              mode = "spiffe"
+            }
+          }
+        }
+        """,
+    )
+
+    assert (error.line, error.key) == (7, "plugins.NodeAttestor.x509pop.plugin_data.mode")
+    assert 'mode "spiffe" is not implemented' in error.message
+
+
+def test_aws_iid_warden_keys(load_server: LoadServer, tmp_path: Path) -> None:
+    config = load_server(
+        """
+        server {
+          trust_domain = "example.org"
+        }
+        plugins {
+          NodeAttestor "aws_iid" {
+            plugin_data {
+              allowed_account_ids = ["123456789012"]
+              region_certificates_path = "aws-rsa2048.pem"
+              ec2_endpoint_url = "http://127.0.0.1:5000/"
+              sts_endpoint_url = "http://127.0.0.1:5000"
+            }
+          }
+        }
+        """
+    )
+
+    attestor = config.plugins.node_attestor("aws_iid")
+    assert attestor is not None
+    assert isinstance(attestor.data, AwsIidServer)
+    assert attestor.data.allowed_account_ids == ("123456789012",)
+    assert attestor.data.region_certificates_path == tmp_path / "aws-rsa2048.pem"
+    assert attestor.data.ec2_endpoint_url == "http://127.0.0.1:5000"
+    assert attestor.data.iam_endpoint_url is None
+    assert config.warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("plugin_data", "key", "fragment"),
+    [
+        ('allowed_account_ids = ["12345"]', "allowed_account_ids", "expected 12 digits"),
+        ('access_key_id = "AKIAEXAMPLEKEY77"', "secret_access_key", "together"),
+        ('ec2_endpoint_url = "127.0.0.1:5000"', "ec2_endpoint_url", "http:// or https://"),
+        ('partition = "aws-eu"', "partition", "aws, aws-cn, aws-us-gov"),
+    ],
+)
+def test_invalid_aws_iid(
+    load_server: LoadServer, plugin_data: str, key: str, fragment: str
+) -> None:
+    error = _error(
+        load_server,
+        'server {\n  trust_domain = "example.org"\n}\n'
+        f'plugins {{\n  NodeAttestor "aws_iid" {{\n    plugin_data {{\n{plugin_data}\n'
+        "    }\n  }\n}\n",
+    )
+
+    assert error.key == f"plugins.NodeAttestor.aws_iid.plugin_data.{key}"
+    assert fragment in error.message
+    assert "AKIAEXAMPLEKEY77" not in str(error)
+
+
+def test_ttl_longer_than_ca_allows_warns(load_server: LoadServer) -> None:
+    config = load_server(
+        """
+        server {
+          trust_domain = "example.org"
+          ca_ttl = "12h"
+          default_x509_svid_ttl = "4h"
+        }
+        """
+    )
+
+    warning = next(w for w in config.warnings if w.key == "server.default_x509_svid_ttl")
+    assert warning.line == 4
+    assert "set default_x509_svid_ttl to at most 2h or ca_ttl to at least 24h" in warning.message
+
+
+def test_memory_key_manager_warns(load_server: LoadServer) -> None:
+    config = load_server(
+        """
+        server {
+          trust_domain = "example.org"
+        }
+        plugins {
+          KeyManager "memory" {
+            plugin_data {}
+          }
+        }
+        """
+    )
+
+    assert config.plugins.key_manager.name == "memory"
+    warning = next(w for w in config.warnings if w.key.startswith("plugins.KeyManager"))
+    assert warning.key == "plugins.KeyManager.memory.plugin_data"
+    assert "lost at restart" in warning.message
+
+
+def test_no_node_attestor_warns(load_server: LoadServer) -> None:
+    config = load_server('server {\n  trust_domain = "example.org"\n}\n')
+
+    assert config.plugins.node_attestors == ()
+    assert [warning.key for warning in config.warnings] == ["plugins"]
+
+
+def test_http_api_block(load_server: LoadServer, tmp_path: Path) -> None:
+    config = load_server(
+        """
+        server {
+          trust_domain = "example.org"
+        }
+        http_api {
+          bind_address = "0.0.0.0"
+          bind_port = 8443
+          cert_file = "tls/http.crt"
+          key_file = "tls/http.key"
+        }
+        """
+    )
+
+    assert config.http_api is not None
+    assert config.http_api.bind_port == 8443
+    assert config.http_api.cert_file == tmp_path / "tls" / "http.crt"
+    assert config.warnings[-1].key == "plugins"
+
+
+def test_http_api_absent_by_default(load_server: LoadServer) -> None:
+    assert load_server('server {\n  trust_domain = "example.org"\n}\n').http_api is None
+
+
+def test_http_api_needs_both_tls_files(load_server: LoadServer) -> None:
+    error = _error(
+        load_server,
+        """
+        server {
+          trust_domain = "example.org"
+        }
+        http_api {
+          cert_file = "tls/http.crt"
+        }
+        """,
+    )
+
+    assert (error.line, error.key) == (4, "http_api.key_file")
+
+
+def test_plain_http_on_network_warns(load_server: LoadServer) -> None:
+    config = load_server(
+        """
+        server {
+          trust_domain = "example.org"
+        }
+        http_api {
+          bind_address = "0.0.0.0"
+        }
+        """
+    )
+
+    assert any(warning.key == "http_api.bind_address" for warning in config.warnings)
+
+
+def test_prometheus_tls_is_rejected(load_server: LoadServer) -> None:
+    error = _error(
+        load_server,
+        """
+        server {
+          trust_domain = "example.org"
+        }
+        telemetry {
+          Prometheus {
+            port = 9988
+            tls {
+              cert_file = "metrics.crt"
+              key_file = "metrics.key"
+            }
+          }
+        }
+        """,
+    )
+
+    assert (error.line, error.key) == (7, "telemetry.Prometheus.tls")
+
+
+def test_agent_file_given_to_server_loader(load_server: LoadServer) -> None:
+    error = _error(load_server, 'agent {\n  trust_domain = "example.org"\n}\n')
+
+    assert error.key == "agent"
+    assert "warden agent run" in error.message
+
+
+def test_json_configuration_loads(load_server: LoadServer) -> None:
+    config = load_server(
+        """
+        {
+          "server": {
+            "trust_domain": "example.org",
+            "bind_port": "9081"
+          },
+          "plugins": {
+            "NodeAttestor": [
+              {"join_token": {"plugin_data": {}}},
+              {"x509pop": {"plugin_data": {"ca_bundle_path": "ca.pem"}}}
+            ]
+          }
+        }
+        """
+    )
+
+    assert config.server.bind_port == 9081
+    assert [plugin.name for plugin in config.plugins.node_attestors] == ["join_token", "x509pop"]
+
+
+def test_text_loader_for_embedded_configs(tmp_path: Path) -> None:
+    config = server_config_from_text(
+        'server {\n  trust_domain = "example.org"\n}\n', file="<dev>", base_dir=tmp_path
+    )
+
+    assert config.source is None
+    assert config.server.data_dir == tmp_path / "data"
+    assert config.warnings[0].file == "<dev>"

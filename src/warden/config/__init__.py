@@ -1,6 +1,6 @@
 """Configuration loading: SPIRE's HCL layout into typed, frozen settings.
 
-    config = load_server_config("server.conf", expand_env=False)
+    config = load_server_config("server.conf", expand_env=False)   # or load_agent_config
     warden.logs.configure(config.server.log_level, config.server.log_format)
     config.log_warnings()
 
@@ -9,6 +9,14 @@ mean bind_port?`); warnings are kept on the loaded configuration so that they ca
 once logging is set up from that same configuration.
 """
 
+from warden.config.agent import (
+    AgentConfig,
+    AgentPlugins,
+    AgentSettings,
+    agent_config_from_text,
+    load_agent_config,
+)
+from warden.config.agent_plugins import AGENT_PLUGINS
 from warden.config.duration import DurationError, format_duration, parse_duration
 from warden.config.errors import ConfigError, Diagnostic
 from warden.config.plugins import PluginCatalog, PluginConfig, PluginData, register_plugin
@@ -23,7 +31,11 @@ from warden.config.server import (
 from warden.config.server_plugins import SERVER_PLUGINS
 
 __all__ = [
+    "AGENT_PLUGINS",
     "SERVER_PLUGINS",
+    "AgentConfig",
+    "AgentPlugins",
+    "AgentSettings",
     "ConfigError",
     "Diagnostic",
     "DurationError",
@@ -34,7 +46,9 @@ __all__ = [
     "ServerConfig",
     "ServerPlugins",
     "ServerSettings",
+    "agent_config_from_text",
     "format_duration",
+    "load_agent_config",
     "load_server_config",
     "parse_duration",
     "register_plugin",

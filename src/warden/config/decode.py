@@ -48,7 +48,7 @@ class Section(BaseModel):
     #: for the warning ("" for the generic one).
     spire_ignored: ClassVar[Mapping[str, str]] = {}
     #: SPIRE keys that restrict what is accepted. Ignoring one would admit what SPIRE
-    #: rejects, so setting it is an error whose message tells what to do instead. An empty
+    #: rejects, so setting it is an error whose message explains the alternative. An empty
     #: or false value is only a warning.
     spire_rejected: ClassVar[Mapping[str, str]] = {}
 
@@ -198,7 +198,9 @@ def decode_section(
         elif key in model.spire_ignored:
             reason = model.spire_ignored[key]
             message = "SPIRE setting that Warden does not implement; it is ignored"
-            context.warn(entries[0].line, key_path, f"{message}{'. ' + reason if reason else ''}")
+            if reason:
+                message += f" ({reason})"
+            context.warn(entries[0].line, key_path, message)
         else:
             known = [*keys, *model.spire_ignored, *model.spire_rejected]
             context.problem(entries[0].line, key_path, unknown_key_message(key, known))
@@ -269,9 +271,9 @@ def _decode_field(
         return _FAILED if decoded is None else decoded
 
     value = entry.node.to_plain() if isinstance(entry.node, Block) else entry.node.value
-    if value == "" and not info.is_required():
-        # SPIRE treats an empty string as unset, so that "${VAR}" with VAR unset
-        # keeps the default.
+    if value == "":
+        # SPIRE treats an empty string as unset, so "${VAR}" with VAR unset keeps the
+        # default, or leaves a required key missing.
         return _UNSET
     return value
 

@@ -396,10 +396,11 @@ def _syntax_error(text: str, file: str, detail: str) -> ConfigError:
             f"invalid HCL: the file ends inside the block {key!r} opened on line {opened}; "
             "add the missing '}'",
         )
+    message = "invalid HCL: unexpected end of file"
     expected = _expected_words(detail.partition("; expected ")[2])
-    return ConfigError.single(
-        file, max(last_line, 1), "", f"invalid HCL: unexpected end of file; expected {expected}"
-    )
+    if expected:
+        message += f"; expected {expected}"
+    return ConfigError.single(file, max(last_line, 1), "", message)
 
 
 def _unclosed_string_line(text: str) -> int:
@@ -436,8 +437,9 @@ def _expected_words(names: str) -> str:
 
 def _missing_equals(tokens: list[Any]) -> tuple[int, str] | None:
     """Find `key value` written without `=`, the most common hand-editing slip."""
-    for index in range(len(tokens) - 2):
-        key, value, after = tokens[index], tokens[index + 1], tokens[index + 2]
+    for index in range(len(tokens) - 1):
+        key, value = tokens[index], tokens[index + 1]
+        after = tokens[index + 2] if index + 2 < len(tokens) else None
         if key.type != "IDENTIFIER" or key.lineno != value.lineno:
             continue
         previous = tokens[index - 1] if index > 0 else None
@@ -449,7 +451,11 @@ def _missing_equals(tokens: list[Any]) -> tuple[int, str] | None:
             # The name is a value or a block label, not a key.
             continue
         scalar = value.type in ("NUMBER", "FLOAT", "BOOL") or (
-            value.type == "STRING" and after.type not in ("LEFTBRACE", "STRING", "IDENTIFIER")
+            value.type == "STRING"
+            and (
+                after is None
+                or after.type not in ("LEFTBRACE", "STRING", "IDENTIFIER", "EQUAL", "COLON")
+            )
         )
         if value.type == "LEFTBRACKET":
             scalar = True

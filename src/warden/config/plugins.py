@@ -10,10 +10,14 @@ without a configured security component is worse than not starting.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from pydantic import SecretStr
+
 from warden.config.decode import DecodeContext, Section, decode_section, suggest
+from warden.config.duration import format_duration
 from warden.config.errors import ConfigError
 from warden.config.hcl import Block, Entry, Value, parse_hcl
 from warden.config.values import describe, go_bool
@@ -21,6 +25,28 @@ from warden.config.values import describe, go_bool
 
 class PluginData(Section):
     """Base of the model of one plugin's `plugin_data` block."""
+
+    def plain_settings(self) -> dict[str, Any]:
+        """Return the settings as plain values, for a plugin that validates its own.
+
+        Durations become Go duration strings, paths strings, and secrets their text, so the
+        result contains credentials when the settings do: never log it.
+        """
+        return {name: _plain_value(getattr(self, name)) for name in type(self).model_fields}
+
+
+def _plain_value(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, tuple):
+        return [_plain_value(item) for item in value]
+    if isinstance(value, Section):
+        return {name: _plain_value(getattr(value, name)) for name in type(value).model_fields}
+    return value
 
 
 D = TypeVar("D", bound=PluginData)

@@ -292,8 +292,10 @@ def server_config_from_text(
     plugins = None
     plugins_block = single_block(root, "plugins", context)
     if not root.get_all("plugins") or plugins_block is not None:
+        problems_before = len(context.problems)
         declared = decode_plugins(plugins_block, SERVER_PLUGINS, context)
-        if settings is not None:
+        # Counting plugins is only meaningful when every declaration decoded.
+        if settings is not None and len(context.problems) == problems_before:
             plugins = _assemble_plugins(declared, settings.data_dir, plugins_block, context)
 
     config = decode_section(
