@@ -1,8 +1,8 @@
 """The HTML report: one self-contained page (inline CSS, JavaScript and SVG, no external URL).
 
-Tables sort when a header is clicked. A fragment `#sort=<table>:<column>:<asc|desc>` sorts
-on load, so that a link (or a headless browser) can open the page already sorted; the
-sorted table records the order in its `data-sorted` attribute.
+Tables sort when a header is clicked. A fragment `#sort=<table>:<column>:<asc|desc>` clicks
+that header on load, so that a link (or a headless browser) can open the page already
+sorted; the sorted table records the order in its `data-sorted` attribute.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ padding:.6rem 1rem;min-width:8rem}.card b{display:block;font-size:1.4rem}
 table{border-collapse:collapse;width:100%;font-size:.85rem}th,td{border-bottom:1px solid #e5e5e5;
 padding:.3rem .5rem;text-align:left;vertical-align:top}th{cursor:pointer;background:#f5f5f7;
 position:sticky;top:0;user-select:none}th[aria-sort=ascending]::after{content:" \\25B2"}
-th[aria-sort=descending]::after{content:" \\25BC"}td.mono{font-family:ui-monospace,monospace;
+th[aria-sort=descending]::after{content:" \\25BC"}td.mono{font-family:ui-monospace,monospace;min-width:16rem;
 word-break:break-all}.sev-critical{background:#b71c1c;color:#fff}.sev-high{color:#b71c1c;
 font-weight:600}.sev-medium{color:#e65100}.sev-low{color:#01579b}ul.ev{margin:0;padding-left:1rem}
 .muted{color:#6e6e73}
@@ -55,7 +55,9 @@ _SCRIPT = """
     });
   });
   var m=/sort=([\\w-]+):(\\d+):(asc|desc)/.exec(window.location.hash);
-  if(m){var t=document.getElementById(m[1]);if(t){sortTable(t,Number(m[2]),m[3]);}}
+  // Sorting from the fragment goes through the header's click handler, like a person would.
+  if(m){var t=document.getElementById(m[1]);var th=t&&t.tHead.rows[0].cells[Number(m[2])];
+    if(th){th.click();if(m[3]==='desc'){th.click();}}}
 })();
 """
 
