@@ -28,8 +28,8 @@ padding:.6rem 1rem;min-width:8rem}.card b{display:block;font-size:1.4rem}
 table{border-collapse:collapse;width:100%;font-size:.85rem}th,td{border-bottom:1px solid #e5e5e5;
 padding:.3rem .5rem;text-align:left;vertical-align:top}th{cursor:pointer;background:#f5f5f7;
 position:sticky;top:0;user-select:none}th[aria-sort=ascending]::after{content:" \\25B2"}
-th[aria-sort=descending]::after{content:" \\25BC"}td.mono{font-family:ui-monospace,monospace;min-width:16rem;
-word-break:break-all}.sev-critical{background:#b71c1c;color:#fff}.sev-high{color:#b71c1c;
+th[aria-sort=descending]::after{content:" \\25BC"}
+td.mono{font-family:ui-monospace,monospace;min-width:16rem;word-break:break-all}.sev-critical{background:#b71c1c;color:#fff}.sev-high{color:#b71c1c;
 font-weight:600}.sev-medium{color:#e65100}.sev-low{color:#01579b}ul.ev{margin:0;padding-left:1rem}
 .muted{color:#6e6e73}
 """

@@ -169,25 +169,44 @@ def add_audit_records(workspace: Workspace, reader: RegistryReader, label: str) 
     read = getattr(reader, "audit_records", None)
     if read is None:
         return 0
-    row = workspace.connection.execute(
+    connection = workspace.connection
+    row = connection.execute(
         "SELECT max(event_time) FROM activity WHERE source = 'warden_audit' AND file = ?", [label]
     ).fetchone()
     since = row[0] if row else None
+    # Records at the newest stored instant are read again (`since` is inclusive); their ids
+    # tell which of them are already stored.
+    known = (
+        {
+            event_id
+            for (event_id,) in connection.execute(
+                "SELECT event_id FROM activity WHERE source = 'warden_audit' AND file = ? "
+                "AND event_time = ?",
+                [label, since],
+            ).fetchall()
+        }
+        if since
+        else set()
+    )
     records: Iterable[AuditRecordLike] = read(since=since) if since else read()
-    rows = [
-        (
-            "warden_audit",
-            f"{record.server_id}:{record.seq}",
-            record.time,
-            record.actor,
-            record.actor,
-            "warden",
-            record.action,
-            record.subject,
-            label,
+    rows = []
+    for record in records:
+        event_id = f"{record.server_id}:{record.seq}"
+        if event_id in known:
+            continue
+        rows.append(
+            (
+                "warden_audit",
+                event_id,
+                record.time,
+                record.actor,
+                record.actor,
+                "warden",
+                record.action,
+                record.subject,
+                label,
+            )
         )
-        for record in records
-    ]
     if rows:
         workspace.connection.executemany(
             "INSERT INTO activity (source, event_id, event_time, identity, principal, service, "
