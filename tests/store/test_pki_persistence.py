@@ -25,9 +25,7 @@ def start_ca(url: str, server_id: str, keys: Path) -> tuple[CertificateAuthority
     return authority, store
 
 
-def test_two_servers_share_bundle_and_keep_ca_across_restart(
-    datastore_url: str, tmp_path: Path
-) -> None:
+def test_ca_shares_bundle_and_restores(datastore_url: str, tmp_path: Path) -> None:
     first, first_store = start_ca(datastore_url, "server-1", tmp_path / "keys-1")
     second, second_store = start_ca(datastore_url, "server-2", tmp_path / "keys-2")
     try:

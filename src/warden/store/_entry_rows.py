@@ -52,8 +52,8 @@ def _trusted_selector(selector_type: str, value: str) -> Selector:
 
 
 class Interner:
-    """Shares equal strings and selectors between entries: a million entries often have
-    only a few thousand distinct parents, owners and selectors."""
+    """Shared copies of equal strings and selectors, so that entries with the same parent,
+    owner or selectors hold one object instead of one each."""
 
     def __init__(self) -> None:
         self._strings: dict[str, str] = {}
@@ -171,9 +171,9 @@ def _driver_rows(
     connection: Connection, statement: Select[Any], batch_size: int
 ) -> Iterator[Sequence[Any]]:
     """Stream a parameterless SELECT through the driver's own cursor, skipping SQLAlchemy's
-    per-row processing (about four times the driver's cost for a million entries).
+    per-row result processing.
 
-    The cursor runs on the connection's open transaction, so it sees the same snapshot.
+    The cursor runs on the connection's open transaction, so it reads the same snapshot.
     PostgreSQL gets a server-side (named) cursor, so rows arrive in batches.
     """
     sql = str(statement.compile(dialect=connection.dialect))
