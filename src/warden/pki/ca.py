@@ -61,6 +61,7 @@ from warden.spiffe import (
 )
 from warden.spiffe._time import require_aware, to_unix_seconds
 from warden.spiffe.jwtsvid import algorithm_for_key
+from warden.spiffe.x509ca import BACKDATE
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +232,7 @@ class CertificateAuthority:
                     break
                 changes.append(change)
 
-        old = [entry for entry in old if entry.not_after > now]
+        old = [entry for entry in old if not _expired(entry, now)]
         new_state = _State(current, upcoming, tuple(old))
         if not changes and old == list(state.old):
             if publish or self._bundle_is_stale(new_state, now):
@@ -341,11 +342,13 @@ class CertificateAuthority:
             if kind is AuthorityKind.X509_CA:
                 return self._create_x509_ca(key_id, private_key, status, now)
             kid = secrets.token_urlsafe(24)
+            # Backdated like a CA certificate, so that all kinds reach their thresholds at
+            # the same rotation and the bundle changes once per step.
             entry = JournalEntry(
                 kind,
                 key_id,
                 status,
-                not_before=now,
+                not_before=now - BACKDATE,
                 not_after=now + self.settings.ca_ttl,
                 public_key=private_key.public_key(),
                 kid=kid,
@@ -391,7 +394,7 @@ class CertificateAuthority:
         upcoming: dict[AuthorityKind, _Authority] = {}
         old: list[JournalEntry] = []
         for entry in entries:
-            if entry.not_after <= now:
+            if _expired(entry, now):
                 continue
             slots = current if entry.status is AuthorityStatus.ACTIVE else upcoming
             if entry.status is AuthorityStatus.OLD or entry.kind in slots:
@@ -452,7 +455,7 @@ class CertificateAuthority:
         jwt_keys: list[JwtAuthority] = []
         federation: list[FederationKey] = []
         for entry in state.entries():
-            if entry.not_after <= now:
+            if _expired(entry, now):
                 continue
             if entry.kind is AuthorityKind.X509_CA:
                 roots.extend(entry.roots)
@@ -639,6 +642,17 @@ class CertificateAuthority:
         payload["iat"] = to_unix_seconds(now)
         payload["exp"] = to_unix_seconds(expires_at)
         return authority.signer.sign(payload)
+
+
+def _expired(entry: JournalEntry, now: datetime) -> bool:
+    """Tell whether nothing the authority signed can still be valid at `now`.
+
+    Certificates are valid through their NotAfter second (RFC 5280); tokens are rejected
+    from their `exp` on (RFC 7519).
+    """
+    if entry.kind is AuthorityKind.X509_CA:
+        return now > entry.not_after
+    return now >= entry.not_after
 
 
 def _serial(entry: JournalEntry) -> str | None:

@@ -192,12 +192,15 @@ class Bundle:
     def without_expired(self, now: datetime) -> Bundle:
         """Return a bundle without the authorities that have expired at `now`.
 
-        X.509 authorities expire at their NotAfter; JWT authorities at `expires_at` when it
-        is known, and are kept otherwise.
+        An X.509 authority is valid through its NotAfter second (RFC 5280), so it goes once
+        `now` is past it. A JWT authority goes at `expires_at`, because tokens are rejected
+        from their `exp` on (RFC 7519); one with no known expiry is kept.
         """
         now = require_aware(now)
         return self._replace(
-            x509_authorities=tuple(c for c in self.x509_authorities if c.not_valid_after_utc > now),
+            x509_authorities=tuple(
+                c for c in self.x509_authorities if c.not_valid_after_utc >= now
+            ),
             jwt_authorities=tuple(
                 a for a in self.jwt_authorities if a.expires_at is None or a.expires_at > now
             ),
