@@ -60,6 +60,12 @@ def find_bindir() -> Path | None:
     return None
 
 
+def _others_can_enter(directory: Path) -> bool:
+    """Tell whether every directory from the root down to `directory` is searchable by all."""
+    resolved = directory.resolve()
+    return all(os.stat(path).st_mode & 0o001 for path in (resolved, *resolved.parents))
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -89,7 +95,11 @@ class PostgresCluster:
                 "WARDEN_PG_BINDIR"
             )
         run_as = "postgres" if os.geteuid() == 0 else None
-        base_dir = Path(tempfile.mkdtemp(prefix="warden-pg-"))
+        parent = Path(tempfile.gettempdir())
+        if run_as is not None and not _others_can_enter(parent):
+            # The postgres user must reach the data directory; /tmp is open to everyone.
+            parent = Path("/tmp")
+        base_dir = Path(tempfile.mkdtemp(prefix="warden-pg-", dir=parent))
         cluster = cls(bindir, base_dir, 0, run_as)
         cluster.socket_dir.mkdir()
         if run_as is not None:
