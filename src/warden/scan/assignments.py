@@ -1,0 +1,215 @@
+"""Read `key <operator> value` pairs out of one line, whatever the file format.
+
+One reader serves YAML (`password: x`), JSON (`"password": "x"`), `.env` and shell
+(`export TOKEN=x`), `.properties` and INI (`password = x`), HCL and Terraform (`password =
+"x"`), XML (`<add key="Password" value="x"/>`), Groovy (`password 'x'`), code (`PASSWORD =
+"x"`, `password == "x"`, `{password: 'x'}`, `:password => 'x'`) and URL queries
+(`?token=x&`). `parent_keys` supplies the enclosing keys, so that `secret:` under `jwt:` and
+`default = …` inside `variable "okta_token" { … }` are read as `jwt.secret` and
+`okta_token.default`.
+
+Whether an unquoted value is a literal depends on the format: in source code it is an
+identifier or an expression (`password = get_password()`), in configuration it is the value.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_KEY_CHAR = re.compile(r"[A-Za-z0-9_.$@-]")
+_OPERATORS = ("===", "!==", "==", "!=", ":=", "=>", "->", "=", ":", ",")
+_UNQUOTED_END = re.compile(r"""[\s,;"'`()}\]<>&|]""")
+_XML_ADD = re.compile(
+    r"""<add\s+(?:key|name)\s*=\s*"(?P<key>[^"]{1,120})"\s+(?:value|connectionString)\s*=\s*"(?P<value>[^"]*)\"""",
+    re.IGNORECASE,
+)
+_XML_ELEMENT = re.compile(
+    r"<(?P<key>[A-Za-z_][\w.:-]{0,80})>(?P<value>[^<>\s][^<>]{0,500})</(?P=key)>"
+)
+# Keys that only hold a value for an enclosing named block: Terraform `variable "x" {
+# default = … }`, Helm and CloudFormation `value:`.
+HOLDER_KEYS = frozenset({"default", "value", "val", "data", "content"})
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One key and its value on a line; offsets are columns in that line."""
+
+    key: str
+    value: str
+    value_start: int
+    value_end: int
+    quoted: bool
+    operator: str
+
+
+def _skip_spaces(line: str, position: int) -> int:
+    while position < len(line) and line[position] in " \t":
+        position += 1
+    return position
+
+
+def _read_quoted(line: str, position: int) -> tuple[str, int, int] | None:
+    """Read a quoted string at `position`, including escaped quotes (`\\"x\\"`).
+
+    Returns the content, its start and end column, or None when the string does not close
+    on this line (a multi-line string, which the line reader cannot judge).
+    """
+    escaped = line.startswith("\\", position)
+    if escaped:
+        position += 1
+    if position >= len(line) or line[position] not in "\"'`":
+        return None
+    quote = line[position]
+    start = position + 1
+    if escaped:
+        end = line.find("\\" + quote, start)
+        return None if end < 0 else (line[start:end], start, end)
+    index = start
+    while index < len(line):
+        char = line[index]
+        if char == "\\" and quote != "'":
+            index += 2
+            continue
+        if char == quote:
+            return line[start:index], start, index
+        index += 1
+    return None
+
+
+def _key_bounds(line: str, start: int, end: int) -> tuple[int, int]:
+    while start > 0 and _KEY_CHAR.match(line[start - 1]):
+        start -= 1
+    while end < len(line) and _KEY_CHAR.match(line[end]):
+        end += 1
+    return start, end
+
+
+def assignment_after_key(
+    line: str, key_start: int, key_end: int, *, unquoted_literals: bool
+) -> Assignment | None:
+    """Parse the assignment whose key covers columns `key_start`..`key_end` of `line`.
+
+    The key is widened to the whole identifier around it, then an operator and a value are
+    read after it. Returns None when no literal value follows.
+    """
+    start, end = _key_bounds(line, key_start, key_end)
+    key = line[start:end].strip(".-$@:")
+    key_quoted = start > 0 and line[start - 1] in "\"'`"
+    position = end
+    # Closing quote or bracket of a quoted or indexed key: "password": / ['password'] =
+    for _ in range(3):
+        if position < len(line) and line[position] in "\"'`]\\":
+            position += 1
+    position = _skip_spaces(line, position)
+
+    operator = ""
+    for candidate in _OPERATORS:
+        if line.startswith(candidate, position):
+            operator = candidate
+            break
+    if operator == "," and not key_quoted:
+        return None
+    if operator == ":" and line.startswith("//", position + 1):
+        return None
+    if operator:
+        position = _skip_spaces(line, position + len(operator))
+    elif position == end or position >= len(line):
+        return None
+    elif line[position] not in "\"'`":
+        # Groovy, Gradle and nginx write `password 'x'`; without a quote it is prose.
+        return None
+    operator = operator or " "
+
+    quoted = _read_quoted(line, position)
+    if quoted is None and position < len(line) and line[position] in "\"'`":
+        # An unterminated quote: a value cut at the end of the line, or a multi-line string.
+        rest = line[position + 1 :].rstrip()
+        if rest and not any(char.isspace() for char in rest):
+            quoted = (rest, position + 1, position + 1 + len(rest))
+    if quoted is not None:
+        value, value_start, value_end = quoted
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value, value_start, value_end = value[1:-1], value_start + 1, value_end - 1
+        after = _skip_spaces(line, value_end + 1)
+        if line.startswith(("+", "."), after) and not line.startswith("...", after):
+            return None  # "prefix" + variable: a concatenation, not a literal
+        return Assignment(key, value, value_start, value_end, True, operator)
+
+    if not unquoted_literals or position >= len(line):
+        return None
+    if line[position] in "([{\\":
+        return None
+    match = _UNQUOTED_END.search(line, position)
+    value_end = match.start() if match else len(line)
+    value = line[position:value_end]
+    if value_end < len(line) and line[value_end] == "(":
+        return None  # a function call
+    if not value:
+        return None
+    return Assignment(key, value, position, value_end, False, operator)
+
+
+def xml_assignments(line: str) -> list[Assignment]:
+    """Read `<add key="K" value="V"/>` and `<Key>V</Key>` pairs of .NET and Java XML files."""
+    found = [
+        Assignment(
+            match["key"], match["value"], match.start("value"), match.end("value"), True, "="
+        )
+        for match in _XML_ADD.finditer(line)
+    ]
+    found.extend(
+        Assignment(
+            match["key"], match["value"], match.start("value"), match.end("value"), True, ">"
+        )
+        for match in _XML_ELEMENT.finditer(line)
+    )
+    return found
+
+
+_YAML_PARENT = re.compile(
+    r"""^(?P<indent>\s*)(?:-\s+)?["']?(?P<key>[\w.$-]+)["']?\s*:\s*(?:[|>][-+]?)?\s*(?:#.*)?$"""
+)
+_BLOCK_PARENT = re.compile(
+    r"""^\s*(?:[\w-]+\s+)?["']?(?P<key>[\w.$-]+)["']?\s*(?:[:=]|=>)?\s*[{(\[]\s*(?:#.*|//.*)?$"""
+)
+
+
+def parent_keys(lines: list[str], index: int, limit: int = 3, lookback: int = 40) -> list[str]:
+    """Return up to `limit` keys enclosing line `index`, innermost first.
+
+    Recognises YAML nesting by indentation (`jwt:` above an indented `secret:`) and blocks
+    opened by a brace at the end of a line (`variable "okta_token" {`, `"ConnectionStrings":
+    {`, `credentials {`). Looks back at most `lookback` lines.
+    """
+    found: list[str] = []
+    current = lines[index]
+    indent = len(current) - len(current.lstrip())
+    depth = 0
+    for position in range(index - 1, max(-1, index - lookback - 1), -1):
+        line = lines[position]
+        stripped = line.strip()
+        if not stripped or stripped.startswith(("#", "//")):
+            continue
+        depth += stripped.count("}") + stripped.count("]") + stripped.count(")")
+        opened = stripped.count("{") + stripped.count("[") + stripped.count("(")
+        block = _BLOCK_PARENT.match(line)
+        if opened:
+            if depth >= opened:
+                depth -= opened
+                continue
+            depth = 0
+            if block:
+                found.append(block["key"])
+            if len(found) >= limit:
+                break
+            continue
+        line_indent = len(line) - len(line.lstrip())
+        yaml_parent = _YAML_PARENT.match(line)
+        if yaml_parent and line_indent < indent:
+            found.append(yaml_parent["key"])
+            indent = line_indent
+            if len(found) >= limit or indent == 0:
+                break
+    return found
