@@ -95,6 +95,14 @@ def audit(
             "Repeatable."
         ),
     ] = [],  # noqa: B006
+    aws_live: Annotated[
+        bool,
+        typer.Option(
+            "--aws-live",
+            help="Also collect IAM state from AWS with boto3's default credentials "
+            "(AWS_PROFILE, AWS_ENDPOINT_URL and the rest apply)",
+        ),
+    ] = False,
     workspace: Annotated[
         Path | None,
         typer.Option(
@@ -176,12 +184,13 @@ def audit(
             warden_datastore,
             secrets,
             workspace,
+            aws_live,
         )
     ):
         raise typer.BadParameter(
             "no source given: pass at least one of --aws-credential-report, "
             "--aws-authorization-details, --cloudtrail, --k8s-objects, --k8s-audit, --github, "
-            "--warden-datastore, --secrets or an existing --workspace"
+            "--warden-datastore, --secrets, --aws-live or an existing --workspace"
         )
     console = Console(stderr=True)
     with _progress(console) as progress:
@@ -194,6 +203,7 @@ def audit(
             github=github,
             warden_datastores=warden_datastore,
             secrets=secrets,
+            aws_live=aws_live,
             workspace=workspace,
             as_of=moment,
             ownership_map=ownership_map,

@@ -50,6 +50,9 @@ class AuditOptions:
     warden_datastores: Sequence[str] = ()  # connection strings or SQLite paths
     warden_readers: Sequence[RegistryReader] = ()  # already-open registry readers
     secrets: Sequence[Path] = ()  # code or configuration to scan for leaked keys
+    secret_scanner: Any = None  # a warden.governance.secrets.Scanner; None: warden.scan's
+    aws_live: bool = False  # collect from AWS with boto3's default credentials
+    aws_session: Any = None  # a boto3 Session to collect with instead of the default one
     workspace: Path | None = None  # None: a temporary workspace, removed afterwards
     as_of: datetime | None = None  # None: now
     ownership_map: Path | None = None
@@ -119,6 +122,11 @@ def run_audit(options: AuditOptions) -> AuditReport:
                     "principals": len(details.principals) if details else 0,
                 }
             )
+        if options.aws_live:
+            details = _collect_live(workspace, inventory, options, sources)
+            if details is not None:
+                details_list.append(details)
+                usage_sources.update({"aws_authorization_details", "aws_credential_report"})
         for path in options.aws_credential_reports:
             aws_iam.add_credential_report(inventory, path)
             usage_sources.add("aws_credential_report")
@@ -144,7 +152,13 @@ def run_audit(options: AuditOptions) -> AuditReport:
         if options.secrets:
             from warden.governance.secrets import add_leaked_secrets
 
-            add_leaked_secrets(inventory, options.secrets, sources)
+            add_leaked_secrets(
+                inventory,
+                options.secrets,
+                sources,
+                options.secret_scanner,
+                key_directory=workspace.directory / "scan",
+            )
 
         for identity in inventory.identities.values():
             classify(identity)
@@ -233,6 +247,38 @@ def _read_logs(
     resolve = _resolver(inventory)
     cloudtrail.summarise(workspace, inventory, resolve)
     kubernetes.summarise_audit(workspace, inventory)
+
+
+def _collect_live(
+    workspace: Workspace,
+    inventory: Inventory,
+    options: AuditOptions,
+    sources: list[dict[str, Any]],
+) -> AuthorizationDetails | None:
+    """Collect IAM state from AWS into the workspace directory and read it like exports."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from warden.governance.sources import aws_live
+
+    directory = workspace.directory / "aws-live"
+    directory.mkdir(exist_ok=True)
+    try:
+        details_path, report_path, owners = aws_live.collect(directory, options.aws_session)
+    except (BotoCoreError, ClientError) as error:
+        inventory.warn(
+            aws_live.SOURCE,
+            "AWS API",
+            f"live collection failed: {error}; check the "
+            "AWS credentials and the iam:GetAccountAuthorizationDetails, "
+            "iam:GenerateCredentialReport and iam:ListAccessKeys permissions",
+        )
+        return None
+    details = aws_iam.add_authorization_details(inventory, details_path)
+    if report_path is not None:
+        aws_iam.add_credential_report(inventory, report_path)
+    aws_live.record_key_owners(inventory, owners)
+    sources.append({"type": "aws_live", "path": str(directory), "access_keys": len(owners)})
+    return details
 
 
 def _record_ingest(

@@ -202,15 +202,10 @@ def run_checks(context: CheckContext) -> list[Finding]:
             continue
         for check in _CHECK_FUNCTIONS:
             findings.extend(check(identity, context))
-    findings.extend(
-        f for f in context.inventory.findings if not _is_human(context.inventory, f.identity)
-    )
+    # Findings that sources produced directly (leaked secrets) apply to people's keys too:
+    # a leaked key is a leak whoever holds it.
+    findings.extend(context.inventory.findings)
     return findings
-
-
-def _is_human(inventory: Inventory, identity_id: str) -> bool:
-    identity = inventory.identities.get(identity_id)
-    return bool(identity and identity.human)
 
 
 def _days(context: CheckContext, moment: datetime) -> int:

@@ -49,6 +49,8 @@ def _decide(identity: Identity) -> tuple[bool, str]:
         return False, "GitHub app installation" if kind == Kind.GITHUB_APP else "GitHub deploy key"
     if kind in (Kind.WARDEN_ENTRY, Kind.WARDEN_AGENT):
         return False, "Warden workload identity" if kind == Kind.WARDEN_ENTRY else "Warden agent"
+    if kind == Kind.UNLINKED_SECRET:
+        return False, "secret found in code, owner identity unknown"
     if kind == Kind.AWS_ROOT:
         return True, "root user of the account, for people only"
     if kind == Kind.AWS_ROLE:

@@ -40,6 +40,8 @@ class Provider(enum.StrEnum):
     KUBERNETES = "kubernetes"
     GITHUB = "github"
     WARDEN = "warden"
+    # A secret found in code or configuration that no source links to an identity.
+    CODE = "code"
 
 
 class Kind(enum.StrEnum):
@@ -54,6 +56,7 @@ class Kind(enum.StrEnum):
     GITHUB_APP = "github_app"
     WARDEN_ENTRY = "warden_entry"
     WARDEN_AGENT = "warden_agent"
+    UNLINKED_SECRET = "unlinked_secret"  # noqa: S105 - a kind name, not a secret
 
 
 @dataclass
