@@ -287,6 +287,16 @@ def test_iter_all_entries_merges_children(datastore: Datastore) -> None:
     assert datastore.count_entries() == 25
 
 
+def test_iter_all_entries_stopped_early(datastore: Datastore) -> None:
+    datastore.create_entries([spec(f"/svc{i}") for i in range(30)], actor=ACTOR)
+    stream = datastore.iter_all_entries(batch_size=4)
+    first = [next(stream) for _ in range(5)]
+    stream.close()
+    assert len({entry.id for entry in first}) == 5
+    assert datastore.count_entries() == 30
+    assert len(list(datastore.iter_all_entries(batch_size=7))) == 30
+
+
 def test_iter_all_entries_with_no_entries(datastore: Datastore) -> None:
     assert list(datastore.iter_all_entries()) == []
 

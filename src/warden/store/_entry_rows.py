@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import groupby
 from operator import itemgetter
@@ -169,7 +169,7 @@ def _grouped(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[str, list[Sequence
 
 def _driver_rows(
     connection: Connection, statement: Select[Any], batch_size: int
-) -> Iterator[Sequence[Any]]:
+) -> Generator[Sequence[Any], None, None]:
     """Stream a parameterless SELECT through the driver's own cursor, skipping SQLAlchemy's
     per-row result processing.
 
@@ -240,24 +240,31 @@ def stream_all_entries(connection: Connection, batch_size: int) -> Iterator[Regi
     groups = [_grouped(stream) for stream in children]
     pending: list[tuple[str, list[Sequence[Any]]] | None] = [next(g, None) for g in groups]
     interner = Interner()
-    for raw in entries:
-        entry_id = raw[0]
-        found: list[list[Sequence[Any]]] = [[], [], []]
-        for index, group in enumerate(groups):
-            current = pending[index]
-            # Children of entries deleted between the two reads cannot occur in one snapshot,
-            # but skipping ids smaller than the entry's keeps the merge correct regardless.
-            while current is not None and current[0] < entry_id:
-                current = next(group, None)
-            if current is not None and current[0] == entry_id:
-                found[index] = current[1]
-                current = next(group, None)
-            pending[index] = current
-        row = (*raw[:9], time_of(raw[9]), raw[10], raw[11], *map(time_of, raw[12:15]))
-        yield build_entry(
-            row,
-            tuple(interner.selector(s[1], s[2]) for s in found[0]),
-            tuple(d[1] for d in found[1]),
-            tuple(interner.string(f[1]) for f in found[2]),
-            interner,
-        )
+    try:
+        for raw in entries:
+            entry_id = raw[0]
+            found: list[list[Sequence[Any]]] = [[], [], []]
+            for index, group in enumerate(groups):
+                current = pending[index]
+                # Children of entries deleted between the two reads cannot occur in one
+                # snapshot, but skipping ids smaller than the entry's keeps the merge correct.
+                while current is not None and current[0] < entry_id:
+                    current = next(group, None)
+                if current is not None and current[0] == entry_id:
+                    found[index] = current[1]
+                    current = next(group, None)
+                pending[index] = current
+            row = (*raw[:9], time_of(raw[9]), raw[10], raw[11], *map(time_of, raw[12:15]))
+            yield build_entry(
+                row,
+                tuple(interner.selector(s[1], s[2]) for s in found[0]),
+                tuple(d[1] for d in found[1]),
+                tuple(interner.string(f[1]) for f in found[2]),
+                interner,
+            )
+    finally:
+        # Close the cursors now, while their transaction is still open, when the caller
+        # stops early.
+        entries.close()
+        for stream in children:
+            stream.close()
