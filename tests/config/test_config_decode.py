@@ -15,8 +15,10 @@ from typing import ClassVar
 import pytest
 from pydantic import Field
 
+from warden.config import server_config_from_text
 from warden.config.decode import DecodeContext, Section, decode_section
 from warden.config.hcl import Block, parse_hcl
+from warden.config.plugins import PluginCatalog, PluginData, decode_plugins, register_plugin
 from warden.config.values import Int, PositiveDuration, Secret, Str, StrList
 
 
@@ -183,3 +185,37 @@ def test_secret_values_stay_out_of_messages() -> None:
     assert len(context.problems) == 1
     assert "s3cr3t" not in str(context.problems[0])
     assert "got a list" in context.problems[0].message
+
+
+class TokenAttestor(PluginData):
+    audience: Str = "warden"
+
+
+def test_registered_plugin_is_decoded() -> None:
+    catalog = PluginCatalog(
+        "server", {"NodeAttestor": {}}, {"NodeAttestor": frozenset({"k8s_psat"})}
+    )
+    register_plugin(catalog, "NodeAttestor", "k8s_psat", TokenAttestor)
+    context = DecodeContext(file="p.conf", base_dir=Path("/etc/warden"))
+    text = 'plugins {\n  NodeAttestor "k8s_psat" {\n    plugin_data {\n      audience = "a"\n'
+    root = parse_hcl(text + "    }\n  }\n}\n", "p.conf")
+    block = root.get_all("plugins")[0].node
+    assert isinstance(block, Block)
+
+    plugins = decode_plugins(block, catalog, context)
+
+    assert context.problems == []
+    assert [(plugin.kind, plugin.name, plugin.line) for plugin in plugins] == [
+        ("NodeAttestor", "k8s_psat", 2)
+    ]
+    assert isinstance(plugins[0].data, TokenAttestor)
+    assert plugins[0].data.audience == "a"
+
+
+def test_bracketed_ipv6_host_is_unwrapped(tmp_path: Path) -> None:
+    config = server_config_from_text(
+        'server {\n  trust_domain = "example.org"\n  bind_address = "[::]"\n}\n',
+        base_dir=tmp_path,
+    )
+
+    assert config.server.bind_address == "::"

@@ -4,9 +4,9 @@
     warden.logs.configure(config.server.log_level, config.server.log_format)
     config.log_warnings()
 
-Errors carry the file, line and key (`server.conf:7: server.bind_prot: unknown key; did you
-mean bind_port?`); warnings are kept on the loaded configuration so that they can be logged
-once logging is set up from that same configuration.
+Errors carry the file, line and key, as in `server.conf:7: server.bind_prot: unknown key;
+did you mean bind_port?`. Warnings are kept on the loaded configuration, so they can be
+logged once logging is set up from that same configuration.
 """
 
 from warden.config.agent import (

@@ -37,11 +37,11 @@ from warden.config.plugins import PluginConfig, PluginData, decode_plugins
 from warden.config.values import (
     Bool,
     ConfigPath,
+    Host,
     LogFormat,
     LogLevel,
     Port,
     Secret,
-    Str,
     TrustDomainName,
     one_of,
 )
@@ -90,7 +90,7 @@ class AgentSettings(Section):
     }
 
     trust_domain: TrustDomainName
-    server_address: Str = "127.0.0.1"
+    server_address: Host = "127.0.0.1"
     server_port: Port = 8081
     #: The Workload API socket; its directory must let workloads connect.
     socket_path: ConfigPath = DEFAULT_AGENT_SOCKET

@@ -8,7 +8,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from warden.config.decode import Section
-from warden.config.values import Bool, ListenPort, Str
+from warden.config.values import Bool, Host, ListenPort, Str
 
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 
@@ -21,7 +21,7 @@ class HealthChecks(Section):
     """
 
     listener_enabled: Bool = False
-    bind_address: Str = "localhost"
+    bind_address: Host = "localhost"
     bind_port: ListenPort = 80
     live_path: Str = "/live"
     ready_path: Str = "/ready"
@@ -44,7 +44,7 @@ class Prometheus(Section):
         ),
     }
 
-    host: Str = "localhost"
+    host: Host = "localhost"
     port: ListenPort
 
     def config_warnings(self) -> Iterable[tuple[str, str]]:

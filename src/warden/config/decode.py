@@ -152,6 +152,7 @@ def suggest(key: str, candidates: Iterable[str]) -> str | None:
 
 
 def unknown_key_message(key: str, known: Iterable[str], kind: str = "key") -> str:
+    """Word the error for an unknown key, with the closest known key or the list of keys."""
     known = sorted(set(known))
     guess = suggest(key, known)
     if guess is not None:
@@ -291,7 +292,7 @@ def _decode_labelled(
             return _FAILED
         for labelled in entry.node.entries:
             label_path = f'{key_path}["{labelled.key}"]'
-            if labelled.key in decoded or labelled.key in lines:
+            if labelled.key in lines:
                 first = lines[labelled.key]
                 message = f"defined more than once (lines {first} and {labelled.line}); keep one"
                 context.problem(labelled.line, label_path, message)
@@ -351,7 +352,7 @@ def _message(detail: Mapping[str, Any], secret: bool) -> str:
     """Word a pydantic error for people; for a secret, never with the rejected value."""
     kind = detail["type"]
     if secret and kind not in ("missing", "value_error"):
-        return "invalid value (not shown, because this setting holds a secret)"
+        return "invalid value (not shown, because this setting contains a secret)"
     if kind == "missing":
         return "missing required key"
     if kind in ("value_error", "assertion_error"):

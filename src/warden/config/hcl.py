@@ -116,9 +116,8 @@ class _TokenWalk:
         self.tokens = tokens
         self.index = 0
 
-    def peek(self, offset: int = 0) -> Any | None:
-        position = self.index + offset
-        return self.tokens[position] if position < len(self.tokens) else None
+    def peek(self) -> Any | None:
+        return self.tokens[self.index] if self.index < len(self.tokens) else None
 
     def take(self) -> Any:
         token = self.tokens[self.index]
@@ -365,10 +364,10 @@ def _syntax_error(text: str, file: str, detail: str) -> ConfigError:
         column = position - text.rfind("\n", 0, position)
         found = parser_match.group(3)
         if found == "IDENTIFIER" and token is not None:
-            what = f"the name {token.value!r}"
+            unexpected = f"the name {token.value!r}"
         else:
-            what = _TOKEN_WORDS.get(found, found.lower())
-        message = f"invalid HCL at column {column}: unexpected {what}"
+            unexpected = _TOKEN_WORDS.get(found, found.lower())
+        message = f"invalid HCL at column {column}: unexpected {unexpected}"
         if (
             found == "RIGHTBRACE"
             and _unclosed_block([before for before in tokens if before.lexpos < position]) is None
@@ -426,7 +425,7 @@ def _expected_words(names: str) -> str:
     if expected >= _VALUE_TOKENS:
         return "a value (a string, number, true or false, list or block)"
     if "IDENTIFIER" in expected:
-        # pyhcl also allows arithmetic in keys; a key is what anyone means here.
+        # pyhcl also allows arithmetic in keys, which no configuration uses, so say "a key".
         expected -= {"STRING", "NUMBER", "FLOAT", "MINUS"}
     words: dict[str, None] = {}
     for name in names.split(","):

@@ -102,8 +102,8 @@ def decode_plugins(
 ) -> list[PluginConfig[Any]]:
     """Decode the `plugins` block into plugin configurations, in file order.
 
-    Disabled plugins (`enabled = false`) are left out with a warning. Cardinality (one
-    DataStore, at least one NodeAttestor) is the caller's to check.
+    Disabled plugins (`enabled = false`) are left out with a warning. The caller checks how
+    many plugins of each kind are allowed.
     """
     if block is None:
         return []

@@ -42,6 +42,7 @@ from warden.config.server_plugins import (
 from warden.config.values import (
     Bool,
     ConfigPath,
+    Host,
     KeyType,
     ListenPort,
     LogFormat,
@@ -117,7 +118,7 @@ class ServerSettings(Section):
     }
 
     trust_domain: TrustDomainName
-    bind_address: Str = "0.0.0.0"  # noqa: S104  (SPIRE's default: agents connect from other hosts)
+    bind_address: Host = "0.0.0.0"  # noqa: S104  (SPIRE's default: agents connect from other hosts)
     bind_port: ListenPort = 8081
     #: Unix socket of the admin API; its directory is created with mode 0700.
     socket_path: ConfigPath = DEFAULT_SERVER_SOCKET
@@ -185,7 +186,7 @@ class ServerSettings(Section):
 class HttpApi(Section):
     """Warden: `http_api { ... }`, the HTTP endpoints (OIDC discovery, JWKS, token exchange)."""
 
-    bind_address: Str = "127.0.0.1"
+    bind_address: Host = "127.0.0.1"
     bind_port: ListenPort = 8443
     #: PEM certificate chain and key for HTTPS; both unset serves plain HTTP, for use
     #: behind a proxy that terminates TLS.

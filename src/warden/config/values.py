@@ -198,6 +198,13 @@ def one_of(*choices: str, aliases: dict[str, str] | None = None) -> Callable[[An
     return validate
 
 
+def _host(value: Any) -> str:
+    # SPIRE strips the brackets of an IPv6 literal such as "[::]" before listening.
+    return go_string(value).strip().strip("[]")
+
+
+#: A host name or IP address to listen on or connect to; "[::1]" is read as "::1".
+Host = Annotated[str, BeforeValidator(_host)]
 #: A string; numbers and booleans are taken as written, as SPIRE does.
 Str = Annotated[str, BeforeValidator(go_string)]
 #: A string that contains a credential. Its repr hides it and no error message quotes it.
