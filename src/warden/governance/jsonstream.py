@@ -173,9 +173,14 @@ def _iter_lines(buffer: _Buffer) -> Iterator[StreamItem | StreamProblem]:
             yield StreamItem(line, value)
         elif isinstance(value, list):
             # A pretty-printed export may hold one array; take its objects.
+            skipped = 0
             for item in value:
                 if isinstance(item, dict):
                     yield StreamItem(line, item)
+                else:
+                    skipped += 1
+            if skipped:
+                yield StreamProblem(line, f"{skipped} array items are not JSON objects; skipped")
         else:
             yield StreamProblem(line, f"expected a JSON object, found {type(value).__name__}")
 
