@@ -95,12 +95,15 @@ def assignment_after_key(
     read after it. Returns None when no literal value follows.
     """
     start, end = _key_bounds(line, key_start, key_end)
+    if start > 0 and line[start - 1] == "/" and not line.startswith("//", start - 2):
+        return None  # the end of a path or route (`/forgot-password`), not a key
     key = line[start:end].strip(".-$@:")
     key_quoted = start > 0 and line[start - 1] in "\"'`"
     position = end
     # Closing quote or bracket of a quoted or indexed key: "password": / ['password'] =
     for _ in range(3):
         if position < len(line) and line[position] in "\"'`]\\":
+            key_quoted = key_quoted or line[position] in "\"'`"
             position += 1
     position = _skip_spaces(line, position)
 

@@ -215,12 +215,13 @@ RULES = (
         "Password in a curl or wget user option",
         "password",
         Tier.GENERIC,
-        r"\b(?:curl|wget|http)\b[^\n|;&]{0,200}?\s(?:-u|--user|--http-user)[\s=][\"']?"
+        r"\b(?:curl|wget|http)\b(?:[^\n|;&]|\\\n){0,300}?\s(?:-u|--user|--http-user)[\s=][\"']?"
         r"(?P<user>[^:\s\"']{1,128}):(?P<secret>[^\s\"']{3,128})",
         "`curl -u user:password` and `wget --user`: the password lands in shell history.",
         ("curl -u deploy:Tr0ub4dor3x https://ci.example.org/job/build",),
         ("curl -u $USER:$TOKEN https://api.example.org", "curl -u user:password https://x"),
-        anchor=r"(?:curl|wget|http)\b[^\n]{0,200}\s(?:-u|--user|--http-user)[\s=]",
+        anchor=r"\s(?:-u|--user|--http-user)[\s=][\"']?[^:\s\"']{1,128}:",
+        lines_before=3,
     ),
     _rule(
         "powershell-plaintext-password",

@@ -32,9 +32,9 @@ RULES = (
         "HashiCorp Vault token (before 1.10)",
         "HashiCorp Vault",
         "access_token",
-        r"(?<![\w.])(?P<secret>(?P<type>[sbr])\.(?:[A-Za-z0-9]{24}|CAES[A-Za-z0-9_-]{60,}))(?![\w.-])",
+        r"(?<![\w.])(?P<secret>(?P<type>[sbr])\.(?:[A-Za-z0-9]{24,30}|CAES[A-Za-z0-9_-]{60,}))(?![\w.-])",
         "",
-        "`s.` (service), `b.` (batch) or `r.` (recovery) followed by 24 base62 characters, "
+        "`s.` (service), `b.` (batch) or `r.` (recovery) followed by 24 to 30 base62 characters, "
         "or a base64url protobuf starting `CAES`, with a word such as `vault` or `token` in "
         "the same lines.",
         'VAULT_CLIENT_TOKEN="s.Xlx8RtCqtD1GDIWFmbKGYQr8"',

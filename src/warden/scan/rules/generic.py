@@ -226,6 +226,11 @@ def key_is_descriptive(key: str) -> bool:
     return any(word in _NOT_SECRET_WORDS for word in key_words)
 
 
+# A value that continues code rather than holding a literal: `" + x + "`, `'.$p['`,
+# a path or route, an ARN, a value that repeats its key.
+_NOT_A_LITERAL = re.compile(r"^[-\\.+,)]|^\s|\s$|^/|^arn:|^[\w.-]+(?:/[\w.#:-]+)+$")
+
+
 def _usable(candidate: Candidate) -> bool:
     value = candidate.secret
     key = candidate.groups.get("key", "")
@@ -233,7 +238,10 @@ def _usable(candidate: Candidate) -> bool:
         return False
     if context.is_reference(value) or context.is_placeholder(value, key) or context.is_prose(value):
         return False
-    return not value.startswith(("-", "\\"))
+    if _NOT_A_LITERAL.search(value):
+        return False
+    last_key = key.rsplit(".", 1)[-1].lower()
+    return not (len(last_key) >= 12 and last_key in value.lower())
 
 
 def _password(candidate: Candidate) -> Check | None:
@@ -245,6 +253,8 @@ def _password(candidate: Candidate) -> Check | None:
 
 
 _COMPARISONS = frozenset({"==", "!=", "===", "!=="})
+# Keyboard and counting runs that mark a made-up value: a1b2c3d4, 123456789, abcdefgh, qwerty.
+_COUNTING = re.compile(r"a1b2c3|d4c3b2a1|123456789|987654321|abcdefgh|qwerty|0123456", re.IGNORECASE)
 
 
 def _secret(candidate: Candidate) -> Check | None:
@@ -266,7 +276,7 @@ def _secret(candidate: Candidate) -> Check | None:
         len(value) >= 24 and any(c.islower() for c in value) and any(c.isupper() for c in value)
     ):
         return None
-    if not entropy.looks_random(value):
+    if not entropy.looks_random(value) or _COUNTING.search(value):
         return None
     return Check()
 
