@@ -42,7 +42,7 @@ def _checksum_confidence(body: str) -> Confidence:
 
 
 _GITHUB_TYPES = {
-    "ghp": "personal access token (classic)",
+    "ghp": "classic personal access token",
     "gho": "OAuth access token",
     "ghu": "GitHub App user access token",
     "ghs": "GitHub App installation token",
@@ -56,7 +56,7 @@ def github_token(candidate: Candidate) -> Check:
     lifetime = Lifetime.SHORT if prefix in ("ghs", "ghu") else None
     return Check(
         confidence=_checksum_confidence(body) if len(body) == 36 else Confidence.MEDIUM,
-        identifier=f"{prefix}_ ({_GITHUB_TYPES.get(prefix, 'token')})",
+        identifier=f"{_GITHUB_TYPES.get(prefix, "token")}, {prefix}_",
         lifetime=lifetime,
     )
 
