@@ -6,6 +6,7 @@ milliseconds of test time.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -320,3 +321,24 @@ def test_rotate_restores_missing_authorities_in_bundle(
 
     assert ca.x509_ca.certificate in ca.bundle().x509_authorities
     assert ca.bundle().sequence_number == 10
+
+
+def test_thresholds_capped_for_long_lifetimes(now: datetime) -> None:
+    not_after = now + timedelta(days=365)
+
+    assert preparation_time(now, not_after) == not_after - timedelta(days=30)
+    assert activation_time(now, not_after) == not_after - timedelta(days=7)
+
+
+def test_long_svid_ttl_warns(make_ca: MakeCA, caplog: pytest.LogCaptureFixture) -> None:
+    # The handler goes on the module's logger itself: another test may have configured the
+    # `warden` logger not to propagate to the root logger that caplog watches.
+    logger = logging.getLogger("warden.pki.ca")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger="warden.pki.ca"):
+            make_ca(ca_ttl=timedelta(hours=1), x509_svid_ttl=timedelta(hours=1))
+    finally:
+        logger.removeHandler(caplog.handler)
+
+    assert "x509_svid_ttl 1:00:00 exceeds 0:10:00" in caplog.text

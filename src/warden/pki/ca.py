@@ -38,7 +38,12 @@ from warden.pki.journal import (
     encode_journal,
 )
 from warden.pki.keys import KeyManager, KeyType, PrivateKey
-from warden.pki.rotation import activation_time, default_refresh_hint, preparation_time
+from warden.pki.rotation import (
+    activation_time,
+    default_refresh_hint,
+    max_svid_ttl,
+    preparation_time,
+)
 from warden.pki.stores import BundleStore, JournalStore
 from warden.pki.upstream import UpstreamAuthority
 from warden.spiffe import (
@@ -161,6 +166,15 @@ class CertificateAuthority:
         self._state = _State()
         self._lock = threading.Lock()
         self._key_prefix = f"{_key_id_prefix(settings.server_id)}."
+        longest = max_svid_ttl(settings.ca_ttl)
+        for name in ("x509_svid_ttl", "jwt_svid_ttl"):
+            ttl: timedelta = getattr(settings, name)
+            if ttl > longest:
+                log.warning(
+                    f"{name} {ttl} exceeds {longest}, a sixth of ca_ttl {settings.ca_ttl}; "
+                    "SVIDs signed shortly before a CA rotation will live shorter than that",
+                    extra={"trust_domain": str(settings.trust_domain)},
+                )
 
     @property
     def trust_domain(self) -> TrustDomain:
@@ -207,7 +221,7 @@ class CertificateAuthority:
     def rotate(self, now: datetime) -> bool:
         """Prepare, activate and retire authorities as their lifetimes require.
 
-        Call it every few seconds (SPIRE checks every 10 s). Returns True when an authority
+        Call it every few seconds; SPIRE checks every 10 s. Returns True when an authority
         changed. Raises CAError when the new state cannot be published or saved; the CA
         then keeps signing with what it had, and the next call tries again.
         """

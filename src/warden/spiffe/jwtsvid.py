@@ -156,7 +156,8 @@ def mint_jwt_svid(
             )
         claims.update(extra_claims)
     claims["sub"] = str(spiffe_id)
-    claims["aud"] = audiences[0] if len(audiences) == 1 else audiences
+    # Always an array, as SPIRE writes it, although RFC 7519 also allows a single string.
+    claims["aud"] = audiences
     claims["exp"] = to_unix_seconds(expires_at)
     claims["iat"] = to_unix_seconds(now)
     if issuer:

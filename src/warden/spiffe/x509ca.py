@@ -32,8 +32,13 @@ DEFAULT_CA_TTL = timedelta(hours=24)
 #: NotBefore is moved this far into the past so that peers whose clocks lag accept the
 #: certificate at once, as SPIRE does.
 BACKDATE = timedelta(seconds=10)
-#: Subject of a CA when the operator configures none.
-DEFAULT_CA_SUBJECT = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "SPIFFE")])
+#: Subject of a CA when the operator configures none, as in SPIRE.
+DEFAULT_CA_SUBJECT = x509.Name(
+    [
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "SPIFFE"),
+    ]
+)
 
 
 def _basic_constraints(certificate: x509.Certificate) -> x509.BasicConstraints | None:

@@ -1,10 +1,12 @@
 """X509-SVIDs: build them from a public key or a CSR, and validate a chain against bundles.
 
-Built leaves follow SPIRE's template: a random serial, NotBefore backdated 10 s, NotAfter
-capped at the signing CA's NotAfter, basicConstraints cA=false (critical), keyUsage
-digitalSignature (plus keyEncipherment for RSA keys) critical, extKeyUsage serverAuth and
-clientAuth, exactly one URI SAN (the SPIFFE ID), optional DNS SANs with the first one also as
-the subject CN, and subject and authority key identifiers.
+Built leaves follow SPIRE's template (spire, pkg/server/credtemplate/builder.go): a random
+serial, NotBefore backdated 10 s, NotAfter capped at the signing CA's NotAfter,
+basicConstraints cA=false (critical), extKeyUsage serverAuth and clientAuth, exactly one URI
+SAN (the SPIFFE ID), optional DNS SANs with the first one also as the subject CN, and subject
+and authority key identifiers. keyUsage (critical) differs: SPIRE sets digitalSignature,
+keyEncipherment and keyAgreement for every key, Warden sets digitalSignature and adds
+keyEncipherment for RSA keys only, the one case where TLS (1.2 RSA key transport) uses it.
 
 Validation applies the X509-SVID standard's leaf rules, then RFC 5280 path validation
 (cryptography's `x509.verification`) against the X.509 authorities of the leaf's own trust
@@ -44,6 +46,29 @@ DEFAULT_SVID_ORGANIZATION = "SPIFFE"
 MAX_CHAIN_DEPTH = 8
 #: RFC 5280's upper bound on a commonName (ub-common-name).
 _MAX_COMMON_NAME = 64
+
+
+def _key_usage(key_encipherment: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=key_encipherment,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+# The extensions every leaf shares, built once: signing is a hot path.
+_LEAF_CONSTRAINTS = x509.BasicConstraints(ca=False, path_length=None)
+_LEAF_USAGE = _key_usage(key_encipherment=False)
+_RSA_LEAF_USAGE = _key_usage(key_encipherment=True)
+_LEAF_EXTENDED_USAGE = x509.ExtendedKeyUsage(
+    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+)
 
 
 def load_csr(data: bytes | x509.CertificateSigningRequest) -> x509.CertificateSigningRequest:
@@ -117,7 +142,6 @@ def build_x509_svid(
 
     general_names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(str(spiffe_id))]
     general_names.extend(x509.DNSName(name) for name in names)
-    is_rsa = isinstance(key, rsa.RSAPublicKey)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_leaf_subject(names, subject))
@@ -126,27 +150,11 @@ def build_x509_svid(
         .serial_number(x509.random_serial_number())
         .not_valid_before(max(now - BACKDATE, ca.not_before))
         .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_LEAF_CONSTRAINTS, critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=is_rsa,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
+            _RSA_LEAF_USAGE if isinstance(key, rsa.RSAPublicKey) else _LEAF_USAGE, critical=True
         )
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
+        .add_extension(_LEAF_EXTENDED_USAGE, critical=False)
         .add_extension(x509.SubjectAlternativeName(general_names), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)
         .add_extension(ca.authority_key_identifier, critical=False)
