@@ -96,7 +96,9 @@ def blob_origins(repository: Path) -> tuple[list[BlobOrigin], int]:
                 continue
             path = raw_path.decode("utf-8", "surrogateescape")
             origins[blob] = BlobOrigin(blob, commit, int(time_text or 0), path)
-    return list(origins.values()), len(commits)
+    # --diff-filter hides commits that only delete, so count commits separately.
+    total = int(_run_git(repository, "rev-list", "--all", "--count").decode().strip() or 0)
+    return list(origins.values()), max(total, len(commits))
 
 
 def read_blobs(

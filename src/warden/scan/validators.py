@@ -56,7 +56,7 @@ def github_token(candidate: Candidate) -> Check:
     lifetime = Lifetime.SHORT if prefix in ("ghs", "ghu") else None
     return Check(
         confidence=_checksum_confidence(body) if len(body) == 36 else Confidence.MEDIUM,
-        identifier=f"{_GITHUB_TYPES.get(prefix, "token")}, {prefix}_",
+        identifier=f"{_GITHUB_TYPES.get(prefix, 'token')}, {prefix}_",
         lifetime=lifetime,
     )
 

@@ -1,0 +1,1 @@
+"""Tests of the static credential scanner (warden.scan)."""
