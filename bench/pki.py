@@ -2,8 +2,8 @@
 
 The reference is OpenSSL's own ECDSA P-256 speed from `openssl speed -seconds 1 ecdsap256`,
 measured in the same run. Signing an X509-SVID from a CSR costs at least one ECDSA verify
-(the CSR's proof of possession) and one ECDSA sign (the certificate), so the floor of the
-reference is the combined rate 1 / (1/sign + 1/verify); a JWT-SVID costs one sign.
+(the CSR's proof of possession) and one ECDSA sign (the certificate). Its reference is
+therefore the combined rate 1 / (1/sign + 1/verify). A JWT-SVID costs one sign.
 
 The helpers `make_csrs`, `measure_rate` and `openssl_ecdsa_p256` are public so that the
 server's benchmark can measure its full signing path (authorisation, audit) the same way.

@@ -20,6 +20,7 @@ from warden.pki import (
     CASettings,
     CertificateAuthority,
     DiskKeyManager,
+    DiskUpstreamAuthority,
     KeyType,
     MemoryBundleStore,
     MemoryJournalStore,
@@ -381,3 +382,16 @@ def test_signing_is_independent_of_stores(
     ca.start(now)
 
     assert ca.sign_x509_svid(WORKLOAD, workload_key.public_key(), now=now)
+
+
+def test_failed_creation_leaves_no_keys(tmp_path: Path, make_ca: MakeCA, now: datetime) -> None:
+    manager = MemoryKeyManager()
+    # The upstream files do not exist, so creating the X.509 CA fails after its key exists.
+    ca = make_ca(
+        manager, upstream=DiskUpstreamAuthority(tmp_path / "absent.crt", tmp_path / "absent.key")
+    )
+
+    with pytest.raises(CAError, match="cannot read cert_file_path"):
+        ca.start(now)
+
+    assert manager.list_keys() == []

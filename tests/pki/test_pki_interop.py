@@ -1,8 +1,8 @@
 """Acceptance cross-checks of what the CA signs, with clients Warden does not share code with.
 
-openssl verifies X509-SVIDs against the bundle in PEM, also across CA rotations (with
-`-attime` for the injected clock); the `spiffe` package parses them; joserfc validates
-JWT-SVIDs against the keys of the SPIFFE bundle JSON and federation tokens against the
+openssl verifies X509-SVIDs against the bundle in PEM, also across CA rotations, with
+`-attime` for the injected clock. The `spiffe` package parses them. joserfc validates
+JWT-SVIDs against the keys of the SPIFFE bundle JSON, and federation tokens against the
 federation JWKS.
 """
 

@@ -94,11 +94,11 @@ def test_expired_authorities_of_stopped_server_pruned(make_ca: MakeCA, now: date
     stopped.start(now)
     running = make_ca(server_id="server-a", ca_ttl=timedelta(hours=1))
     running.start(now)
-    gone = stopped.x509_ca
+    expired_ca = stopped.x509_ca
 
-    running.rotate(gone.not_after + timedelta(seconds=1))
+    running.rotate(expired_ca.not_after + timedelta(seconds=1))
 
-    assert gone.certificate not in running.bundle().x509_authorities
+    assert expired_ca.certificate not in running.bundle().x509_authorities
     assert running.x509_ca.certificate in running.bundle().x509_authorities
 
 

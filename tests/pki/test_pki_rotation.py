@@ -132,8 +132,8 @@ def test_retired_private_keys_deleted(make_ca: MakeCA, now: datetime) -> None:
 def test_svids_keep_verifying_across_rotations(
     make_ca: MakeCA, workload_key: ec.EllipticCurvePrivateKey, now: datetime
 ) -> None:
-    # Sign every 5 s for five CA lifetimes; at every step, every SVID and JWT-SVID issued
-    # so far that has not expired verifies against the bundle of that moment.
+    # Sign every 5 s for five CA lifetimes. At every step, each SVID and JWT-SVID issued so
+    # far that has not expired must verify against the bundle of that moment.
     ca = make_ca(
         ca_ttl=TTL, x509_svid_ttl=timedelta(seconds=40), jwt_svid_ttl=timedelta(seconds=20)
     )
@@ -299,7 +299,9 @@ def test_failed_publication_keeps_state(now: datetime, trust_domain: TrustDomain
     half = preparation_time(ca.x509_ca.not_before, ca.x509_ca.not_after)
 
     store.failing = True
-    with pytest.raises(CAError, match=r"datastore unreachable; .* retries at the next rotation"):
+    with pytest.raises(
+        CAError, match=r"failed: datastore unreachable; .* retries at the next rotation"
+    ):
         ca.rotate(half)
 
     assert ca.authorities() == before
@@ -314,7 +316,7 @@ def test_rotate_restores_missing_authorities_in_bundle(
 ) -> None:
     ca = make_ca(ca_ttl=TTL)
     ca.start(now)
-    # Somebody empties the stored bundle; the next rotation puts the authorities back.
+    # The stored bundle is emptied behind the CA's back. The next rotation restores it.
     bundle_store.update_bundle("example.org", lambda data: b'{"keys": [], "spiffe_sequence": 9}')
 
     assert ca.rotate(now + timedelta(seconds=1)) is False

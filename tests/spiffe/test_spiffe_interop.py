@@ -182,7 +182,7 @@ print(svid.spiffe_id)
 
 
 def _jwt_svid_keys(bundle_json: str) -> dict[str, object]:
-    # A consumer extracts the jwt-svid entries before use, as the JWT-SVID standard says.
+    # A consumer extracts the jwt-svid entries before use, as the JWT-SVID standard requires.
     keys = [key for key in json.loads(bundle_json)["keys"] if key.get("use") == "jwt-svid"]
     return {"keys": keys}
 

@@ -1,7 +1,7 @@
 """Property tests for the parsers and validators of the SPIFFE core.
 
-Each parser either returns a value that satisfies every rule or raises the module's own
-error, for any input; valid values survive a round trip through their text form.
+For any input, each parser either returns a value that satisfies every rule or raises the
+module's own error. Valid values survive a round trip through their text form.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The server's CA: its X.509 CA, JWT-SVID keys and federation token keys, and their rotation.
 
-One `CertificateAuthority` per server. It keeps, for each kind of authority, a current one
-that signs and, from half of its lifetime on, a next one that is already published in the
-trust bundle; see `warden.pki.rotation` for the thresholds. Retired authorities stay in the
-bundle until they expire, so everything they signed keeps verifying.
+One `CertificateAuthority` per server. For each kind of authority it keeps a current one
+that signs. From half of that one's lifetime on, it also keeps a next one that is already
+published in the trust bundle (`warden.pki.rotation` has the thresholds). Retired
+authorities stay in the bundle until they expire, so everything they signed keeps verifying.
 
 Persistence: private keys live in the key manager, the journal (which keys and certificates
 are current, next or old) in the `JournalStore` under the server id, and the public parts in
@@ -82,10 +82,11 @@ _KIND_NAMES = {
 
 @dataclass(frozen=True)
 class CASettings:
-    """What the CA needs from the server's configuration; every field but one has a default.
+    """Settings the CA takes from the server's configuration, with SPIRE's defaults.
 
-    `server_id` names this server's journal in a shared datastore and prefixes its key ids.
-    `federation_key_type` None turns federation token keys off.
+    Only `trust_domain` is required. `server_id` names this server's journal in a shared
+    datastore and prefixes its key ids. `federation_key_type` None turns federation token
+    keys off.
     """
 
     trust_domain: TrustDomain
@@ -222,8 +223,8 @@ class CertificateAuthority:
         """Prepare, activate and retire authorities as their lifetimes require.
 
         Call it every few seconds; SPIRE checks every 10 s. Returns True when an authority
-        changed. Raises CAError when the new state cannot be published or saved; the CA
-        then keeps signing with what it had, and the next call tries again.
+        changed. Raises CAError when the new state cannot be created, published or saved.
+        The CA then keeps signing with its previous authorities, and the next call retries.
         """
         now = require_aware(now)
         with self._lock:
@@ -237,23 +238,26 @@ class CertificateAuthority:
         created: list[_Authority] = []
         changes: list[tuple[str, _Authority]] = []
 
-        for kind in self.kinds:
-            # Activating the next authority may immediately call for preparing another
-            # (after a long downtime), so a kind takes up to three steps.
-            for _ in range(3):
-                change = self._step(kind, current, upcoming, old, created, now)
-                if change is None:
-                    break
-                changes.append(change)
-
-        old = [entry for entry in old if not _expired(entry, now)]
-        new_state = _State(current, upcoming, tuple(old))
-        if not changes and old == list(state.old):
-            if publish or self._bundle_is_stale(new_state, now):
-                self._publish(new_state, now)
-            return False
-
+        # Datastores and upstream authorities raise errors of their own types, so any
+        # exception aborts the step: keys created for it are deleted and the CA keeps the
+        # state it had.
         try:
+            for kind in self.kinds:
+                # Activating the next authority may immediately call for preparing another
+                # (after a long downtime), so a kind takes up to three steps.
+                for _ in range(3):
+                    change = self._step(kind, current, upcoming, old, created, now)
+                    if change is None:
+                        break
+                    changes.append(change)
+
+            old = [entry for entry in old if not _expired(entry, now)]
+            new_state = _State(current, upcoming, tuple(old))
+            if not changes and old == list(state.old):
+                if publish or self._bundle_is_stale(new_state, now):
+                    self._publish(new_state, now)
+                return False
+
             self._publish(new_state, now)
             self._journal_store.save_journal(
                 self.settings.server_id, encode_journal(new_state.entries())
@@ -262,9 +266,8 @@ class CertificateAuthority:
             for authority in created:
                 self._forget_key(authority.entry.key_id)
             raise CAError(
-                f"CA rotation for {self.trust_domain} failed to publish or save its new "
-                f"authorities: {error}; the CA keeps its previous state and retries at the "
-                "next rotation"
+                f"CA rotation for {self.trust_domain} failed: {error}; the CA keeps its "
+                "previous state and retries at the next rotation"
             ) from error
 
         self._state = new_state
@@ -495,12 +498,12 @@ class CertificateAuthority:
         self._bundle_store.update_bundle(trust_domain.name, mutate)
 
     def _bundle_is_stale(self, state: _State, now: datetime) -> bool:
-        """Tell whether the stored bundle lacks one of our authorities or holds an expired one."""
+        """Tell whether the stored bundle lacks one of our authorities or has an expired one."""
         try:
             record = BundleRecord.decode(
                 self.trust_domain, self._bundle_store.get_bundle(self.trust_domain.name)
             )
-        except PkiError:
+        except Exception:  # Unknown state: publishing again either repairs it or reports why.
             return True
         bundle = record.bundle
         roots, jwt_keys, federation = self._published_parts(state, now)
@@ -632,7 +635,7 @@ class CertificateAuthority:
     ) -> str:
         """Sign an OIDC federation token (RS256 by default) with `iat` and `exp` added.
 
-        `claims` holds everything else (`iss`, `sub`, `aud`, ...); it may not set `iat`,
+        `claims` contains everything else (`iss`, `sub`, `aud`, ...); it may not set `iat`,
         `exp` or `nbf`. The expiry is capped at the signing key's, so the key's public part,
         kept in the JWKS until then, verifies the token for its whole life.
         """

@@ -3,8 +3,8 @@
 Each entry is one authority of one kind (an X.509 CA, a JWT-SVID signing key, a federation
 token signing key) in one status: `prepared` (published, not yet signing), `active`
 (signing) or `old` (retired, kept until it expires). The private keys stay in the key
-manager; the journal holds only their ids and the public parts, so that a restarted server
-resumes with the same CA. Serialized as JSON.
+manager. The journal contains only their ids and the public parts, which is all a restarted
+server needs to resume with the same CA. Serialized as JSON.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ JOURNAL_VERSION = 1
 
 
 class AuthorityKind(StrEnum):
-    """What an authority signs."""
+    """The kind of credential an authority signs."""
 
     X509_CA = "x509-ca"
     JWT_KEY = "jwt-key"
@@ -34,7 +34,7 @@ class AuthorityKind(StrEnum):
 
 
 class AuthorityStatus(StrEnum):
-    """Where an authority is in its rotation."""
+    """The stage of an authority in its rotation."""
 
     PREPARED = "prepared"
     ACTIVE = "active"

@@ -1,7 +1,7 @@
 """Upstream authorities: an operator's CA that signs the server's CA as an intermediate.
 
 With an upstream authority, the server's CA certificate is signed by the operator's CA
-instead of by itself, the trust bundle holds the operator's roots (not the server's CA), and
+instead of by itself, the trust bundle contains the operator's roots (not the server's CA), and
 every X509-SVID chain carries the server's CA and any certificates between it and a root.
 Each upstream authority is one class registered by name in `UPSTREAM_AUTHORITIES`.
 """
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class UpstreamSignedCA:
-    """A CA certificate signed upstream, with what it needs to chain to a root.
+    """A CA certificate signed upstream, with the certificates that link it to a root.
 
     `upstream_chain` lists the certificates between the new CA and a root, nearest first,
     without the root. `roots` are the upstream roots that go into the trust bundle.
@@ -56,21 +56,21 @@ class UpstreamAuthority(Protocol):
         ...
 
 
-def _read(path: Path, what: str) -> bytes:
+def _read(path: Path, setting: str) -> bytes:
     try:
         return path.read_bytes()
     except OSError as error:
         raise UpstreamAuthorityError(
-            f'UpstreamAuthority "disk": cannot read {what} {path}: {error.strerror}'
+            f'UpstreamAuthority "disk": cannot read {setting} {path}: {error.strerror}'
         ) from None
 
 
-def _certificates(path: Path, what: str) -> list[x509.Certificate]:
+def _certificates(path: Path, setting: str) -> list[x509.Certificate]:
     try:
-        certificates = x509.load_pem_x509_certificates(_read(path, what))
+        certificates = x509.load_pem_x509_certificates(_read(path, setting))
     except ValueError as error:
         raise UpstreamAuthorityError(
-            f'UpstreamAuthority "disk": {what} {path} holds no valid PEM certificate: {error}'
+            f'UpstreamAuthority "disk": {setting} {path} contains no valid PEM certificate: {error}'
         ) from None
     return certificates
 
@@ -86,8 +86,8 @@ def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
 class DiskUpstreamAuthority:
     """The operator's CA certificate and key read from files, as SPIRE's `disk` plugin does.
 
-    `cert_file_path` holds the upstream CA certificate first, then any intermediates up to
-    the roots. `bundle_file_path` holds the roots; it may be omitted when the upstream CA
+    `cert_file_path` contains the upstream CA certificate first, then any intermediates up to
+    the roots. `bundle_file_path` contains the roots; it may be omitted when the upstream CA
     certificate is itself self-signed. The files are read again at every signing, so an
     operator who replaces them is picked up at the next CA rotation.
     """
@@ -118,7 +118,7 @@ class DiskUpstreamAuthority:
             ) from None
         if not isinstance(key, SigningKey):
             raise UpstreamAuthorityError(
-                f'UpstreamAuthority "disk": key_file_path {self.key_file_path} holds a '
+                f'UpstreamAuthority "disk": key_file_path {self.key_file_path} contains a '
                 f"{type(key).__name__}; use an EC or RSA key"
             )
 

@@ -1,8 +1,8 @@
 """SPIFFE bundles: the X.509 and JWT authorities of one trust domain.
 
-A bundle is published as a JWK Set (RFC 7517) in the SPIFFE bundle format: each X.509
-authority is a JWK with `use: "x509-svid"` and an `x5c` of exactly one certificate and no
-`kid`; each JWT authority is a JWK with `use: "jwt-svid"` and a `kid`; the set carries
+A bundle is published as a JWK Set (RFC 7517) in the SPIFFE bundle format. Each X.509
+authority is a JWK with `use: "x509-svid"`, an `x5c` of exactly one certificate and no
+`kid`. Each JWT authority is a JWK with `use: "jwt-svid"` and a `kid`. The set carries
 `spiffe_sequence` and `spiffe_refresh_hint` (seconds). Readers ignore JWKs with an unknown
 `kty` or `use` and x509-svid JWKs without `x5c`, as the standard requires. Bundles of
 different trust domains are never merged: a `BundleSet` keeps one per trust domain.
@@ -180,14 +180,14 @@ class Bundle:
     # Changes; each returns a new bundle.
 
     def with_x509_authorities(self, *certificates: x509.Certificate) -> Bundle:
-        """Return a bundle that also holds `certificates`."""
+        """Return a bundle that also contains `certificates`."""
         return self._replace(x509_authorities=(*self.x509_authorities, *certificates))
 
     def with_jwt_authorities(self, *authorities: JwtAuthority) -> Bundle:
-        """Return a bundle that also holds `authorities`; an equal key id replaces the older."""
+        """Return a bundle that also contains `authorities`, replacing any with their key ids."""
         replaced = {authority.key_id for authority in authorities}
-        kept = tuple(a for a in self.jwt_authorities if a.key_id not in replaced)
-        return self._replace(jwt_authorities=(*kept, *authorities))
+        remaining = tuple(a for a in self.jwt_authorities if a.key_id not in replaced)
+        return self._replace(jwt_authorities=(*remaining, *authorities))
 
     def without_expired(self, now: datetime) -> Bundle:
         """Return a bundle without the authorities that have expired at `now`.
@@ -427,8 +427,7 @@ def _parse_jwks(trust_domain: TrustDomain, document: Mapping[str, Any]) -> Bundl
 class BundleSet:
     """Bundles keyed by trust domain, one each, for validators: never merged across domains.
 
-    Immutable: `with_bundle` returns a new set, so a reader holding one never sees a change
-    half-applied.
+    Immutable: `with_bundle` returns a new set, so a change never reaches a reader half-applied.
     """
 
     __slots__ = ("_bundles",)
@@ -438,7 +437,7 @@ class BundleSet:
         for bundle in bundles:
             if bundle.trust_domain in by_domain:
                 raise BundleError(
-                    f"two bundles for trust domain {bundle.trust_domain}; a set holds one per "
+                    f"two bundles for trust domain {bundle.trust_domain}; a set contains one per "
                     "trust domain"
                 )
             by_domain[bundle.trust_domain] = bundle

@@ -107,7 +107,7 @@ class X509CA:
         object.__setattr__(self, "upstream_chain", tuple(self.upstream_chain))
         object.__setattr__(self, "trust_domain", spiffe_id.trust_domain if spiffe_id else None)
         # A self-signed CA is itself a root of the bundle, so chains it signs need nothing
-        # beyond the leaf; an intermediate CA travels with every chain it signs.
+        # beyond the leaf. An intermediate CA travels with every chain it signs.
         if not self.upstream_chain and is_self_signed(self.certificate):
             object.__setattr__(self, "intermediates", ())
         else:
@@ -183,9 +183,9 @@ def _ca_builder(
     )
 
 
-def _check_ttl(ttl: timedelta, what: str) -> None:
+def _check_ttl(ttl: timedelta, kind: str) -> None:
     if ttl <= timedelta(0):
-        raise X509SvidError(f"invalid {what} TTL {ttl}: it must be positive")
+        raise X509SvidError(f"invalid {kind} TTL {ttl}: it must be positive")
 
 
 def build_self_signed_ca(

@@ -42,7 +42,7 @@ from warden.spiffe.x509ca import BACKDATE, X509CA, check_signing_certificate
 DEFAULT_X509_SVID_TTL = timedelta(hours=1)
 #: Organization in the subject of the X509-SVIDs Warden builds when the caller gives none.
 DEFAULT_SVID_ORGANIZATION = "SPIFFE"
-#: Longest chain that validation follows, leaf and root included.
+#: Maximum length of a chain that validation follows, leaf and root included.
 MAX_CHAIN_DEPTH = 8
 #: RFC 5280's upper bound on a commonName (ub-common-name).
 _MAX_COMMON_NAME = 64

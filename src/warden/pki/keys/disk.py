@@ -146,7 +146,7 @@ class DiskKeyManager:
             ) from None
         if not isinstance(key, PrivateKey):
             raise KeyManagerError(
-                f"key file {path} holds a {type(key).__name__}; only EC and RSA keys are used"
+                f"key file {path} contains a {type(key).__name__}; only EC and RSA keys are used"
             )
         return key
 
