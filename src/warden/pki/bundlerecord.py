@@ -124,7 +124,8 @@ class BundleRecord:
         """Return the record with the given authorities added and expired ones removed.
 
         Authorities are removed only when expired at `now`, so that one server never drops
-        another server's live authority. The SPIFFE sequence number goes up by one exactly
+        another server's live authority. NOTE: `now` is this server's clock, so servers that
+        share a datastore need synchronized clocks; one running ahead prunes early. The SPIFFE sequence number goes up by one exactly
         when the bundle's contents change.
         """
         bundle = (

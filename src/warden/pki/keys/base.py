@@ -86,6 +86,10 @@ class KeyManager(Protocol):
 
     Implementations are safe to call from several threads. `generate_key` replaces any key
     stored under the same id, as SPIRE's key managers do.
+
+    NOTE: keys are returned as cryptography private key objects, which the certificate
+    builder and PyJWT sign with directly. A manager whose keys never leave a device
+    (PKCS#11, a cloud KMS) has yet to show that it can hand out such objects.
     """
 
     def generate_key(self, key_id: str, key_type: KeyType) -> PrivateKey:
