@@ -124,9 +124,11 @@ class BundleRecord:
         """Return the record with the given authorities added and expired ones removed.
 
         Authorities are removed only when expired at `now`, so that one server never drops
-        another server's live authority. NOTE: `now` is this server's clock, so servers that
-        share a datastore need synchronized clocks; one running ahead prunes early. The SPIFFE sequence number goes up by one exactly
+        another server's live authority. The SPIFFE sequence number goes up by one exactly
         when the bundle's contents change.
+
+        NOTE: `now` is this server's clock, so servers that share a datastore need
+        synchronized clocks. A server whose clock runs ahead prunes others' authorities early.
         """
         bundle = (
             self.bundle.with_x509_authorities(*x509_authorities)
