@@ -116,8 +116,13 @@ _SCHEMA = [
 # batch that fails is retried file by file so that one bad file costs only itself.
 BATCH_FILES = 256
 BATCH_BYTES = 512 << 20
-# DuckDB rejects a JSON value larger than this; a `{"Records": [...]}` file is one value.
-MAX_OBJECT_BYTES = 1 << 30
+# DuckDB's buffer pool limit for a workspace: its caches stop growing here, well below the
+# memory of a small machine, and larger work spills to the workspace directory.
+MEMORY_LIMIT = "2GB"
+# DuckDB rejects a JSON value larger than this, and a `{"Records": [...]}` file is one
+# value; its reader buffers about twice this per thread. A larger file fails the fast path
+# and is read by the streaming reader, which holds one event at a time.
+MAX_OBJECT_BYTES = 128 << 20
 
 
 @dataclass(frozen=True)
@@ -143,22 +148,25 @@ class IngestStats:
 class LogKind:
     """How one kind of log maps onto the activity table.
 
-    `columns` are the DuckDB types of the event's top-level fields that ingestion reads;
-    `select_sql` is the SELECT list that turns a row with those columns (and `filename`)
-    into the activity table's columns, in table order; `missing_identity_sql` is a condition
-    that is true for events with no caller identity at all.
+    Each event is read as raw JSON and its fields are pulled out in one pass with DuckDB's
+    multi-path `json_extract_string`/`json_extract`, which is several times faster than
+    binding a typed schema, and never fails on a field of an unexpected type. `fields` are
+    (alias, JSONPath) pairs read as text, `json_fields` pairs kept as JSON, and
+    `select_sql` is the SELECT list that turns a row of those aliases (plus `no_identity`
+    and `filename`) into the activity table's columns, in table order.
     """
 
     name: str = ""
-    columns: ClassVar[dict[str, str]] = {}
+    fields: ClassVar[tuple[tuple[str, str], ...]] = ()
+    json_fields: ClassVar[tuple[tuple[str, str], ...]] = ()
+    identity_path: str = "$.userIdentity"
     select_sql: str = ""
-    missing_identity_sql: str = "FALSE"
 
 
 class Workspace:
     """A DuckDB database file in a directory, created on first use."""
 
-    def __init__(self, directory: Path | None = None) -> None:
+    def __init__(self, directory: Path | None = None, memory_limit: str = MEMORY_LIMIT) -> None:
         import duckdb
 
         self._temporary: tempfile.TemporaryDirectory[str] | None = None
@@ -171,6 +179,11 @@ class Workspace:
         self.connection: duckdb.DuckDBPyConnection = duckdb.connect(str(self.path))
         # Times come back as aware datetimes in UTC whatever the machine's zone.
         self.connection.execute("SET TimeZone = 'UTC'")
+        # Ingestion needs no ordering inside a batch; dropping it lets DuckDB stream
+        # inserts with less memory. The memory limit keeps the buffer pool, and so the
+        # process, bounded however many events a workspace holds.
+        self.connection.execute("SET preserve_insertion_order = false")
+        self.connection.execute(f"SET memory_limit = '{memory_limit}'")
         for statement in _SCHEMA:
             self.connection.execute(statement)
         self.connection.execute(
@@ -307,14 +320,14 @@ class Workspace:
                 [paths],
             )
             added = _count(connection) - before
-            per_file = dict(
-                connection.execute(
-                    "SELECT file, count(*) FROM activity WHERE file IN (SELECT unnest(?)) "
-                    "AND rowid >= ? GROUP BY file",
-                    # Rows are only ever appended, so this batch's rowids start at `before`.
-                    [paths, before],
-                ).fetchall()
-            )
+            # Rows are only ever appended, so this batch's rowids start at `before`; the
+            # scan touches only the new rows, whatever the size of the table.
+            counts = connection.execute(
+                "SELECT file, count(*), count(*) FILTER (WHERE identity_type = '<missing>') "
+                "FROM activity WHERE rowid >= ? GROUP BY file ORDER BY file",
+                [before],
+            ).fetchall()
+            per_file = {file: total for file, total, _missing in counts}
             for item in batch:
                 self._record(
                     item.path,
@@ -334,7 +347,10 @@ class Workspace:
             return False
         stats.files_read += len(batch)
         stats.events += added
-        self._warn_missing_identity(kind, paths, stats)
+        for file, _total, missing in counts:
+            if missing:
+                line = _first_line_without_identity(Path(file))
+                stats.warnings.append((file, line, _missing_message(int(missing))))
         return True
 
     def _ingest_tolerant(self, kind: LogKind, pending: PendingFile, stats: IngestStats) -> None:
@@ -388,16 +404,6 @@ class Workspace:
         )
         stats.files_read += 1
         stats.events += recovered
-
-    def _warn_missing_identity(self, kind: LogKind, paths: list[str], stats: IngestStats) -> None:
-        rows = self.connection.execute(
-            "SELECT file, count(*) FROM activity WHERE file IN (SELECT unnest(?)) "
-            "AND identity_type = '<missing>' GROUP BY file ORDER BY file",
-            [paths],
-        ).fetchall()
-        for file, count in rows:
-            line = _first_line_without_identity(Path(file))
-            stats.warnings.append((file, line, _missing_message(int(count))))
 
     def _record(
         self,
@@ -455,36 +461,43 @@ def _count(connection: duckdb.DuckDBPyConnection) -> int:
 
 
 def _relation_sql(kind: LogKind, shape: str, gzip: bool, filename: str | None = None) -> str:
-    """The `read_json` query that yields one row per event with `kind.columns` and `filename`."""
+    """The query that yields one row per event with `kind`'s aliases and `filename`."""
     compression = "gzip" if gzip else "none"
     file_column = "filename" if filename is None else _sql_string(filename) + " AS filename"
+    reader = (
+        "read_json_objects(?, format='{format}', compression='" + compression + "', "
+        f"filename=true, maximum_object_size={MAX_OBJECT_BYTES})"
+    )
     if shape == "records":
-        struct = (
-            "STRUCT("
-            + ", ".join(f'"{name}" {kind_type}' for name, kind_type in kind.columns.items())
-            + ")[]"
+        events = (
+            f"SELECT unnest(json_extract(json, '$.Records[*]')) AS e, {file_column} "  # noqa: S608
+            f"FROM {reader.format(format='auto')}"
         )
-        # Every interpolated value is a constant of this module or quoted by _sql_string.
-        return (
-            f"SELECT unnest(e), filename FROM (SELECT unnest(Records) AS e, {file_column} "  # noqa: S608
-            f"FROM read_json(?, columns={{'Records': {_sql_string(struct)}}}, format='auto', "
-            f"compression='{compression}', filename=true, maximum_object_size={MAX_OBJECT_BYTES}))"
-        )
-    columns = (
-        "{"
-        + ", ".join(
-            f"{_sql_string(name)}: {_sql_string(kind_type)}"
-            for name, kind_type in kind.columns.items()
-        )
-        + "}"
-    )
-    # "auto" reads both JSON Lines and a single pretty-printed object per file.
-    json_format = "array" if shape == "array" else "auto"
+    else:
+        # "auto" reads both JSON Lines and a single pretty-printed object per file.
+        json_format = "array" if shape == "array" else "auto"
+        events = f"SELECT json AS e, {file_column} FROM {reader.format(format=json_format)}"  # noqa: S608
+    text_paths = "[" + ", ".join(_sql_string(path) for _alias, path in kind.fields) + "]"
+    json_paths = "[" + ", ".join(_sql_string(path) for _alias, path in kind.json_fields) + "]"
+    aliases = [
+        f"t[{index}] AS {_identifier(alias)}"
+        for index, (alias, _p) in enumerate(kind.fields, start=1)
+    ]
+    aliases += [
+        f"j[{index}] AS {_identifier(alias)}"
+        for index, (alias, _p) in enumerate(kind.json_fields, start=1)
+    ]
+    # Every interpolated value is a constant of this module or quoted by _sql_string.
     return (
-        f"SELECT * EXCLUDE (filename), {file_column} FROM read_json(?, columns={columns}, "  # noqa: S608
-        f"format='{json_format}', compression='{compression}', filename=true, "
-        f"maximum_object_size={MAX_OBJECT_BYTES})"
+        f"SELECT {', '.join(aliases)}, no_identity, filename FROM ("  # noqa: S608
+        f"SELECT json_extract_string(e, {text_paths}) AS t, json_extract(e, {json_paths}) AS j, "
+        f"json_extract(e, {_sql_string(kind.identity_path)}) IS NULL AS no_identity, filename "
+        f"FROM ({events}))"
     )
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _sql_string(text: str) -> str:

@@ -21,81 +21,80 @@ from warden.governance.workspace import IngestStats, LogKind, Workspace
 SOURCE = "cloudtrail"
 FILE_PATTERNS = ("*.json", "*.json.gz", "*.jsonl", "*.jsonl.gz", "*.ndjson", "*.ndjson.gz", "*.gz")
 
-_USER_IDENTITY = (
-    "STRUCT(type VARCHAR, principalId VARCHAR, arn VARCHAR, accountId VARCHAR, "
-    "accessKeyId VARCHAR, userName VARCHAR, invokedBy VARCHAR, sessionContext STRUCT("
-    "sessionIssuer STRUCT(type VARCHAR, arn VARCHAR, userName VARCHAR), "
-    "attributes STRUCT(mfaAuthenticated VARCHAR, creationDate VARCHAR)))"
-)
-
 
 class CloudTrailLog(LogKind):
     name = SOURCE
-    columns: ClassVar[dict[str, str]] = {
-        "eventID": "VARCHAR",
-        "eventTime": "VARCHAR",
-        "@timestamp": "VARCHAR",
-        "eventSource": "VARCHAR",
-        "eventName": "VARCHAR",
-        "eventType": "VARCHAR",
-        "awsRegion": "VARCHAR",
-        "sourceIPAddress": "VARCHAR",
-        "userAgent": "VARCHAR",
-        "errorCode": "VARCHAR",
-        "readOnly": "VARCHAR",
-        "recipientAccountId": "VARCHAR",
-        "vpcEndpointId": "VARCHAR",
-        "sessionCredentialFromConsole": "VARCHAR",
-        "userIdentity": _USER_IDENTITY,
-        "requestParameters": "JSON",
-        "responseElements": "JSON",
-    }
+    fields: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("event_id", "$.eventID"),
+        ("event_time", "$.eventTime"),
+        ("timestamp", '$."@timestamp"'),
+        ("event_source", "$.eventSource"),
+        ("event_name", "$.eventName"),
+        ("event_type", "$.eventType"),
+        ("region", "$.awsRegion"),
+        ("source_ip", "$.sourceIPAddress"),
+        ("user_agent", "$.userAgent"),
+        ("error_code", "$.errorCode"),
+        ("read_only", "$.readOnly"),
+        ("recipient_account", "$.recipientAccountId"),
+        ("vpc_endpoint", "$.vpcEndpointId"),
+        ("from_console", "$.sessionCredentialFromConsole"),
+        ("ui_type", "$.userIdentity.type"),
+        ("ui_arn", "$.userIdentity.arn"),
+        ("ui_account", "$.userIdentity.accountId"),
+        ("ui_key", "$.userIdentity.accessKeyId"),
+        ("ui_user", "$.userIdentity.userName"),
+        ("ui_invoked_by", "$.userIdentity.invokedBy"),
+        ("ui_issuer_arn", "$.userIdentity.sessionContext.sessionIssuer.arn"),
+        ("ui_mfa", "$.userIdentity.sessionContext.attributes.mfaAuthenticated"),
+        ("console_login", "$.responseElements.ConsoleLogin"),
+    )
+    json_fields: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("request_parameters", "$.requestParameters"),
+        ("response_elements", "$.responseElements"),
+    )
     # The identity rules: a session belongs to its role, a user's call to the user. AWS
     # services acting on their own (no type, or type AWSService) belong to no identity.
     select_sql = r"""
         'cloudtrail',
-        eventID,
-        TRY_CAST(coalesce(eventTime, "@timestamp") AS TIMESTAMPTZ),
-        CASE userIdentity.type
+        event_id,
+        TRY_CAST(coalesce(event_time, "timestamp") AS TIMESTAMPTZ),
+        CASE ui_type
             WHEN 'AssumedRole' THEN coalesce(
-                nullif(userIdentity.sessionContext.sessionIssuer.arn, ''),
-                nullif(regexp_replace(userIdentity.arn,
+                nullif(ui_issuer_arn, ''),
+                nullif(regexp_replace(ui_arn,
                     '^arn:([^:]+):sts::([0-9]+):assumed-role/([^/]+)/.*$',
-                    'arn:\1:iam::\2:role/\3'), userIdentity.arn))
-            WHEN 'IAMUser' THEN coalesce(nullif(userIdentity.arn, ''),
-                'arn:aws:iam::' || userIdentity.accountId || ':user/' || userIdentity.userName)
-            WHEN 'Root' THEN coalesce(nullif(userIdentity.arn, ''),
-                'arn:aws:iam::' || userIdentity.accountId || ':root')
-            WHEN 'FederatedUser' THEN nullif(userIdentity.arn, '')
+                    'arn:\1:iam::\2:role/\3'), ui_arn))
+            WHEN 'IAMUser' THEN coalesce(nullif(ui_arn, ''),
+                'arn:aws:iam::' || ui_account || ':user/' || ui_user)
+            WHEN 'Root' THEN coalesce(nullif(ui_arn, ''), 'arn:aws:iam::' || ui_account || ':root')
+            WHEN 'FederatedUser' THEN nullif(ui_arn, '')
             ELSE NULL
         END,
-        userIdentity.arn,
-        CASE WHEN userIdentity IS NULL THEN '<missing>'
-             ELSE coalesce(userIdentity.type,
-                           CASE WHEN userIdentity.invokedBy IS NOT NULL THEN 'AWSService' END)
+        ui_arn,
+        CASE WHEN no_identity THEN '<missing>'
+             ELSE coalesce(ui_type, CASE WHEN ui_invoked_by IS NOT NULL THEN 'AWSService' END)
         END,
-        nullif(userIdentity.accessKeyId, ''),
-        CASE WHEN userIdentity.type = 'AssumedRole'
-             THEN regexp_extract(userIdentity.arn, 'assumed-role/[^/]+/(.*)$', 1) END,
-        split_part(eventSource, '.', 1) || ':' || eventName,
-        eventSource,
-        eventName,
+        nullif(ui_key, ''),
+        CASE WHEN ui_type = 'AssumedRole'
+             THEN regexp_extract(ui_arn, 'assumed-role/[^/]+/(.*)$', 1) END,
+        split_part(event_source, '.', 1) || ':' || event_name,
+        event_source,
+        event_name,
         NULL,
-        sourceIPAddress,
-        userAgent,
-        awsRegion,
-        coalesce(recipientAccountId, userIdentity.accountId),
-        coalesce(errorCode, CASE WHEN json_extract_string(responseElements, '$.ConsoleLogin')
-                                      = 'Failure' THEN 'Failure' END),
-        lower(readOnly) = 'true',
-        coalesce(eventType = 'AwsConsoleSignIn'
-                 OR lower(sessionCredentialFromConsole) = 'true', FALSE),
-        lower(userIdentity.sessionContext.attributes.mfaAuthenticated) = 'true',
-        userIdentity.invokedBy,
-        vpcEndpointId,
+        source_ip,
+        user_agent,
+        region,
+        coalesce(recipient_account, ui_account),
+        coalesce(error_code, CASE WHEN console_login = 'Failure' THEN 'Failure' END),
+        lower(read_only) = 'true',
+        coalesce(event_type = 'AwsConsoleSignIn' OR lower(from_console) = 'true', FALSE),
+        lower(ui_mfa) = 'true',
+        ui_invoked_by,
+        vpc_endpoint,
         NULL,
-        requestParameters,
-        responseElements,
+        request_parameters,
+        response_elements,
         filename
     """
 

@@ -144,53 +144,52 @@ def _add_binding(inventory: Inventory, item: dict[str, Any]) -> None:
 
 class KubernetesAuditLog(LogKind):
     name = AUDIT_SOURCE
-    columns: ClassVar[dict[str, str]] = {
-        "auditID": "VARCHAR",
-        "stage": "VARCHAR",
-        "requestReceivedTimestamp": "VARCHAR",
-        "stageTimestamp": "VARCHAR",
-        "@timestamp": "VARCHAR",
-        "verb": "VARCHAR",
-        "requestURI": "VARCHAR",
-        "user": "STRUCT(username VARCHAR, groups VARCHAR[])",
-        "sourceIPs": "VARCHAR[]",
-        "userAgent": "VARCHAR",
-        "objectRef": (
-            "STRUCT(resource VARCHAR, subresource VARCHAR, namespace VARCHAR, "
-            "name VARCHAR, apiGroup VARCHAR)"
-        ),
-        "responseStatus": "STRUCT(code INTEGER)",
-        "requestObject": "JSON",
-    }
+    identity_path = "$.user"
+    fields: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("audit_id", "$.auditID"),
+        ("stage", "$.stage"),
+        ("received", "$.requestReceivedTimestamp"),
+        ("stage_time", "$.stageTimestamp"),
+        ("timestamp", '$."@timestamp"'),
+        ("verb", "$.verb"),
+        ("username", "$.user.username"),
+        ("source_ip", "$.sourceIPs[0]"),
+        ("user_agent", "$.userAgent"),
+        ("resource", "$.objectRef.resource"),
+        ("subresource", "$.objectRef.subresource"),
+        ("namespace", "$.objectRef.namespace"),
+        ("object_name", "$.objectRef.name"),
+        ("code", "$.responseStatus.code"),
+    )
+    json_fields: ClassVar[tuple[tuple[str, str], ...]] = (("request_object", "$.requestObject"),)
     select_sql = r"""
         'k8s_audit',
-        auditID,
-        TRY_CAST(coalesce(requestReceivedTimestamp, stageTimestamp, "@timestamp") AS TIMESTAMPTZ),
-        CASE WHEN "user".username LIKE 'system:serviceaccount:%' THEN "user".username
-             WHEN "user".username IS NOT NULL THEN 'k8s:user:' || "user".username END,
-        "user".username,
-        CASE WHEN "user" IS NULL THEN '<missing>'
-             WHEN "user".username LIKE 'system:serviceaccount:%' THEN 'ServiceAccount'
+        audit_id,
+        TRY_CAST(coalesce(received, stage_time, "timestamp") AS TIMESTAMPTZ),
+        CASE WHEN username LIKE 'system:serviceaccount:%' THEN username
+             WHEN username IS NOT NULL THEN 'k8s:user:' || username END,
+        username,
+        CASE WHEN no_identity THEN '<missing>'
+             WHEN username LIKE 'system:serviceaccount:%' THEN 'ServiceAccount'
              ELSE 'User' END,
         NULL,
         NULL,
-        verb || ':' || coalesce(objectRef.resource, 'nonresource')
-             || coalesce('/' || objectRef.subresource, ''),
+        verb || ':' || coalesce(resource, 'nonresource') || coalesce('/' || subresource, ''),
         'kubernetes',
         verb,
-        coalesce(objectRef.namespace || '/', '') || coalesce(objectRef.name, ''),
-        sourceIPs[1],
-        userAgent,
+        coalesce(namespace || '/', '') || coalesce(object_name, ''),
+        source_ip,
+        user_agent,
         NULL,
-        objectRef.namespace,
-        CASE WHEN responseStatus.code >= 400 THEN CAST(responseStatus.code AS VARCHAR) END,
+        namespace,
+        CASE WHEN TRY_CAST(code AS INTEGER) >= 400 THEN code END,
         verb IN ('get', 'list', 'watch'),
         FALSE,
         NULL,
         NULL,
         NULL,
         stage,
-        requestObject,
+        request_object,
         NULL,
         filename
     """
