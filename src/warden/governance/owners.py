@@ -92,8 +92,9 @@ def resolve_owner(
         identity.owner, identity.owner_source = found
     elif identity.owner is None and identity.created_by:
         event = identity.facts.get("created_by_event", "creation")
+        log_name = "Kubernetes audit log" if identity.provider == "kubernetes" else "CloudTrail"
         identity.owner = identity.created_by
-        identity.owner_source = f"creator in CloudTrail ({event})"
+        identity.owner_source = f"creator in {log_name} ({event})"
     if roster is not None and identity.owner:
         identity.facts["owner_active"] = _on_roster(identity.owner, roster)
 
