@@ -146,10 +146,13 @@ async def test_garbage_signature_is_invalid_argument(tmp_path, region_ca) -> Non
     assert not raised.value.permission_denied
 
 
-def test_missing_certificates_path_names_the_key(tmp_path) -> None:
+async def test_missing_certificates_reject_every_node(tmp_path, region_ca) -> None:
     context = AttestorContext(TrustDomain("example.org"), lambda: NOW, datastore=None)
-    with pytest.raises(ValueError, match="region_certificates_path is required"):
-        AwsIidAttestor({}, context)
+    verifier = AwsIidAttestor({}, context)
+    content = document()
+
+    with pytest.raises(AttestationError, match="region_certificates_path is not set"):
+        await verifier.attest(encode_payload(content, sign(content, region_ca)), no_challenge)
 
 
 @pytest.fixture(scope="module")

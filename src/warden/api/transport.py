@@ -183,7 +183,12 @@ class ClientBridge:
 
     @property
     def target(self) -> str:
-        """The gRPC target for a channel that goes through this bridge."""
+        """The gRPC target for a channel that goes through this bridge.
+
+        Open channels with the option `("grpc.use_local_subchannel_pool", 1)`: gRPC otherwise
+        shares connections between channels to the same target, and a channel made after a
+        renewal would reuse a TLS connection made with the old SVID.
+        """
         return f"unix:{self.socket_path}"
 
     async def start(self) -> None:
@@ -200,6 +205,13 @@ class ClientBridge:
         shutil.rmtree(self._directory, ignore_errors=True)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._bridge(reader, writer)
+        except asyncio.CancelledError:
+            # The bridge is closing; asyncio would log the cancelled connection as an error.
+            writer.close()
+
+    async def _bridge(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)

@@ -230,7 +230,7 @@ class WardenServer:
                 await action()
             except asyncio.CancelledError:
                 raise
-            except Exception as error:  # noqa: BLE001 - a background task must keep running
+            except Exception as error:
                 log.error(
                     "background task failed",
                     extra={"task": getattr(action, "__name__", "?"), "error": str(error)},
@@ -328,7 +328,6 @@ class WardenServer:
         return self._tls_context
 
     def _build_tls_context(self, chain: list[Any], key: Any) -> ssl.SSLContext:
-        assert self._private_dir is not None or True
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         # Agents attest without a client certificate and present their SVID afterwards.
@@ -392,7 +391,7 @@ class WardenServer:
         self._bundle_message = types_pb2.Bundle(
             trust_domain=self.options.trust_domain.name,
             spiffe_json=bundle.to_jwks_json().encode(),
-            sequence=bundle.sequence_number,
+            sequence=bundle.sequence_number or 0,
         )
         if self._tls_context is not None:
             self._tls_context = self._build_tls_context(self._server_chain, self._server_key)
@@ -572,7 +571,7 @@ class WardenServer:
     async def health_check(self) -> tuple[bool, bool, str]:
         try:
             await asyncio.wait_for(asyncio.to_thread(self.datastore.latest_entry_event_id), 5)
-        except Exception as error:  # noqa: BLE001 - reported as the reason for not being ready
+        except Exception as error:
             return True, False, f"datastore unreachable: {error}"
         live, _ = self.health.live()
         ready, _ = self.health.ready()

@@ -51,6 +51,10 @@ class AuditWriter:
             await self._task
         self._task = None
 
+    async def flush(self) -> None:
+        """Return once every record queued so far is written (or has failed)."""
+        await self._queue.join()
+
     async def record(self, event: AuditEvent) -> None:
         """Append `event`; return once it is committed (raise if the append failed)."""
         if not event.server_id:
@@ -79,7 +83,7 @@ class AuditWriter:
                 batch.append(self._queue.get_nowait())
             try:
                 await asyncio.to_thread(self._append, [event for event, _ in batch])
-            except Exception as error:  # noqa: BLE001 - every waiting caller gets the failure
+            except Exception as error:
                 log.error("audit append failed", extra={"count": len(batch), "error": str(error)})
                 for _, future in batch:
                     if not future.done():

@@ -11,6 +11,7 @@ fills).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -52,10 +53,8 @@ class EntryFollower:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
 
     def wake(self) -> None:
@@ -65,17 +64,15 @@ class EntryFollower:
     async def _run(self) -> None:
         failures = 0
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._interval)
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self.poll()
                 if failures:
                     log.info("entry change log readable again", extra={"attempt": failures})
                 failures = 0
-            except Exception as error:  # noqa: BLE001 - keep following; the datastore may return
+            except Exception as error:
                 failures += 1
                 if failures == 1 or failures % 50 == 0:
                     log.error(

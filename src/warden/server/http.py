@@ -61,11 +61,11 @@ class HttpListener:
             self.app, log_level="warning", lifespan="off", access_log=False, loop="none"
         )
         if ssl_context is not None:
-            config.ssl = ssl_context  # type: ignore[attr-defined]
+            config.ssl = ssl_context
         self._server = _EmbeddedServer(config)
         if ssl_context is not None:
             config.load()
-            config.ssl = ssl_context  # type: ignore[attr-defined]
+            config.ssl = ssl_context
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         for _ in range(200):
             if self._server.started or self._task.done():

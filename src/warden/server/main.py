@@ -45,9 +45,7 @@ def options_from_config(config: Any) -> ServerOptions:
     connection = datastore_data.connection_string
     connection_text = connection.get_secret_value() if connection is not None else ""
     datastore = ""
-    if datastore_data.database_type == "postgres":
-        datastore = connection_text
-    elif connection_text:
+    if datastore_data.database_type == "postgres" or connection_text:
         datastore = connection_text
     key_manager = plugins.key_manager.name
     keys_path = getattr(plugins.key_manager.data, "keys_path", None)

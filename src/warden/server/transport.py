@@ -208,6 +208,15 @@ class Listeners:
     async def _handle_local(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        try:
+            await self._serve_local(reader, writer)
+        except asyncio.CancelledError:
+            # The listener is closing; asyncio would log the cancelled connection as an error.
+            writer.close()
+
+    async def _serve_local(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)

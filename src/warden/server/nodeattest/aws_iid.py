@@ -141,14 +141,16 @@ class AwsIidAttestor:
     def __init__(self, plugin_data: Mapping[str, Any], context: AttestorContext) -> None:
         self._context = context
         path = plugin_data.get("region_certificates_path")
-        if not path:
-            raise ValueError(
-                'NodeAttestor "aws_iid": region_certificates_path is required: a JSON file '
-                "mapping each region to AWS's RSA-2048 certificate for it, or a directory of "
-                "<region>.pem files (the EC2 User Guide publishes the certificates under "
-                '"Verify the instance identity document")'
+        self._certificates: dict[str, x509.Certificate] = {}
+        if path:
+            self._certificates = load_region_certificates(str(path))
+        else:
+            log.error(
+                'NodeAttestor "aws_iid": region_certificates_path is not set, so every aws_iid '
+                "attestation will be rejected; set it to a JSON file mapping each region to "
+                "AWS's RSA-2048 certificate, or a directory of <region>.pem files (the EC2 User "
+                'Guide publishes them under "Verify the instance identity document")'
             )
-        self._certificates = load_region_certificates(str(path))
         accounts = plugin_data.get("allowed_account_ids") or []
         self._allowed_accounts = {str(a) for a in accounts}
         self._describe = bool(plugin_data.get("describe_instances", False)) or bool(
@@ -168,6 +170,11 @@ class AwsIidAttestor:
                 permission_denied=False,
             ) from None
         region = fields["region"]
+        if not self._certificates:
+            raise AttestationError(
+                "aws_iid: this server has no AWS region certificates (region_certificates_path "
+                "is not set), so it cannot verify instance identity documents"
+            )
         certificate = self._certificates.get(region)
         if certificate is None:
             raise AttestationError(

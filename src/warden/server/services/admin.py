@@ -59,7 +59,7 @@ class Entries(admin_pb2_grpc.EntriesServicer):
     def __init__(self, server: WardenServer) -> None:
         self._server = server
 
-    async def BatchCreateEntry(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def BatchCreateEntry(self, request: Any, context: Any) -> Any:
         actor = await require_admin(self._server, context)
         datastore = self._server.datastore
         results = []
@@ -87,7 +87,7 @@ class Entries(admin_pb2_grpc.EntriesServicer):
         await self._server.entries_written(created_ids)
         return admin_pb2.BatchCreateEntryResponse(results=results)
 
-    async def GetEntry(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def GetEntry(self, request: Any, context: Any) -> Any:
         await require_admin(self._server, context)
         try:
             entry = await self._server.run(self._server.datastore.get_entry, request.id)
@@ -115,7 +115,7 @@ class Entries(admin_pb2_grpc.EntriesServicer):
             entries = [e for e in entries if extra in e.federates_with]
         return list(entries)
 
-    async def ListEntries(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def ListEntries(self, request: Any, context: Any) -> Any:
         await require_admin(self._server, context)
         page_size = min(request.page_size or MAX_PAGE_SIZE, MAX_PAGE_SIZE)
         try:
@@ -127,7 +127,7 @@ class Entries(admin_pb2_grpc.EntriesServicer):
             entries=[entry_message(e) for e in entries], next_page_token=next_token
         )
 
-    async def CountEntries(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def CountEntries(self, request: Any, context: Any) -> Any:
         await require_admin(self._server, context)
         entry_filter = request.filter
         unfiltered = not any(
@@ -149,7 +149,7 @@ class Entries(admin_pb2_grpc.EntriesServicer):
                 await abort(context, grpc_code(error), str(error))
         return admin_pb2.CountEntriesResponse(count=count)
 
-    async def BatchUpdateEntry(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def BatchUpdateEntry(self, request: Any, context: Any) -> Any:
         actor = await require_admin(self._server, context)
         results = []
         updated = []
@@ -180,7 +180,7 @@ class Entries(admin_pb2_grpc.EntriesServicer):
         await self._server.entries_written(updated)
         return admin_pb2.BatchUpdateEntryResponse(results=results)
 
-    async def BatchDeleteEntry(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def BatchDeleteEntry(self, request: Any, context: Any) -> Any:
         actor = await require_admin(self._server, context)
         results = []
         deleted = []
@@ -205,7 +205,7 @@ class Agents(admin_pb2_grpc.AgentsServicer):
     def __init__(self, server: WardenServer) -> None:
         self._server = server
 
-    async def ListAgents(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def ListAgents(self, request: Any, context: Any) -> Any:
         await require_admin(self._server, context)
         page_size = min(request.page_size or MAX_PAGE_SIZE, MAX_PAGE_SIZE)
         banned = {"true": True, "false": False}.get(request.by_banned)
@@ -224,7 +224,7 @@ class Agents(admin_pb2_grpc.AgentsServicer):
             agents=[agent_message(n) for n in nodes], next_page_token=next_token
         )
 
-    async def GetAgent(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def GetAgent(self, request: Any, context: Any) -> Any:
         await require_admin(self._server, context)
         try:
             node = await self._server.run(
@@ -234,12 +234,12 @@ class Agents(admin_pb2_grpc.AgentsServicer):
             await abort(context, grpc.StatusCode.NOT_FOUND, str(error))
         return agent_message(node)
 
-    async def CountAgents(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def CountAgents(self, request: Any, context: Any) -> Any:
         await require_admin(self._server, context)
         nodes = await self._server.run(self._server.datastore.list_attested_nodes)
         return admin_pb2.CountAgentsResponse(count=len(nodes))
 
-    async def EvictAgent(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def EvictAgent(self, request: Any, context: Any) -> Any:
         actor = await require_admin(self._server, context)
         try:
             await self._server.run(
@@ -253,7 +253,7 @@ class Agents(admin_pb2_grpc.AgentsServicer):
         )
         return admin_pb2.EvictAgentResponse()
 
-    async def BanAgent(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def BanAgent(self, request: Any, context: Any) -> Any:
         actor = await require_admin(self._server, context)
         try:
             await self._server.run(self._server.datastore.ban_node, request.spiffe_id, actor=actor)
@@ -265,7 +265,7 @@ class Agents(admin_pb2_grpc.AgentsServicer):
         )
         return admin_pb2.BanAgentResponse()
 
-    async def CreateJoinToken(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def CreateJoinToken(self, request: Any, context: Any) -> Any:
         actor = await require_admin(self._server, context)
         ttl = timedelta(seconds=request.ttl) if request.ttl else self._server.options.join_token_ttl
         try:
@@ -280,7 +280,7 @@ class Bundles(admin_pb2_grpc.BundlesServicer):
     def __init__(self, server: WardenServer) -> None:
         self._server = server
 
-    async def GetBundle(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def GetBundle(self, request: Any, context: Any) -> Any:
         await require_admin(self._server, context)
         return self._server.bundle_message()
 
@@ -289,7 +289,7 @@ class SVIDs(admin_pb2_grpc.SVIDsServicer):
     def __init__(self, server: WardenServer) -> None:
         self._server = server
 
-    async def MintX509SVID(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def MintX509SVID(self, request: Any, context: Any) -> Any:
         actor = await require_admin(self._server, context)
         try:
             svid = await self._server.signing.mint_x509(
@@ -299,7 +299,7 @@ class SVIDs(admin_pb2_grpc.SVIDsServicer):
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
         return admin_pb2.MintX509SVIDResponse(svid=svid)
 
-    async def MintJWTSVID(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def MintJWTSVID(self, request: Any, context: Any) -> Any:
         actor = await require_admin(self._server, context)
         try:
             token, expires_at = await self._server.signing.mint_jwt(
@@ -314,7 +314,7 @@ class AuditLog(admin_pb2_grpc.AuditLogServicer):
     def __init__(self, server: WardenServer) -> None:
         self._server = server
 
-    async def VerifyAuditLog(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def VerifyAuditLog(self, request: Any, context: Any) -> Any:
         await require_admin(self._server, context)
         await self._server.audit.flush()
         result = await self._server.run(self._server.datastore.verify_audit_log)
@@ -325,7 +325,7 @@ class AuditLog(admin_pb2_grpc.AuditLogServicer):
             first_bad_sequence=result.first_bad_seq or 0,
         )
 
-    async def ListAuditRecords(self, request: Any, context: Any) -> AsyncIterator[Any]:  # noqa: N802
+    async def ListAuditRecords(self, request: Any, context: Any) -> AsyncIterator[Any]:
         await require_admin(self._server, context)
         await self._server.audit.flush()
         limit = request.limit or None
@@ -357,7 +357,7 @@ class ServerStatus(admin_pb2_grpc.ServerStatusServicer):
     def __init__(self, server: WardenServer) -> None:
         self._server = server
 
-    async def GetStatus(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def GetStatus(self, request: Any, context: Any) -> Any:
         await require_admin(self._server, context)
         live, ready, detail = await self._server.health_check()
         return admin_pb2.GetStatusResponse(

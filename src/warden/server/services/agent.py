@@ -14,7 +14,7 @@ from warden.api.server.v1 import agent_pb2, agent_pb2_grpc, types_pb2
 from warden.server.auth import abort, certificate_serial, peer_of
 from warden.server.convert import cached_entry_message
 from warden.server.nodeattest import AttestationError
-from warden.server.signing import SigningError, public_key_from_csr, svid_message
+from warden.server.signing import SigningError, public_key_from_csr
 from warden.store.errors import AgentBanned, AlreadyExists, NotFound, StoreError
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ class AgentAPI(agent_pb2_grpc.AgentAPIServicer):
 
     # -- attestation ------------------------------------------------------------------------
 
-    async def AttestAgent(self, request_iterator: Any, context: Any) -> None:  # noqa: N802
+    async def AttestAgent(self, request_iterator: Any, context: Any) -> None:
         server = self._server
         peer = await peer_of(server, context)
         if peer.kind != "tls":
@@ -155,7 +155,7 @@ class AgentAPI(agent_pb2_grpc.AgentAPIServicer):
             )
         )
 
-    async def RenewAgent(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def RenewAgent(self, request: Any, context: Any) -> Any:
         caller = await self._authenticate(context)
         try:
             public_key = public_key_from_csr(request.csr)
@@ -169,7 +169,7 @@ class AgentAPI(agent_pb2_grpc.AgentAPIServicer):
 
     # -- signing ----------------------------------------------------------------------------
 
-    async def BatchNewX509SVID(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def BatchNewX509SVID(self, request: Any, context: Any) -> Any:
         caller = await self._authenticate(context)
         if len(request.params) > MAX_BATCH:
             await abort(
@@ -219,7 +219,7 @@ class AgentAPI(agent_pb2_grpc.AgentAPIServicer):
                 )
         return agent_pb2.BatchNewX509SVIDResponse(results=results)
 
-    async def NewJWTSVID(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def NewJWTSVID(self, request: Any, context: Any) -> Any:
         caller = await self._authenticate(context)
         if not request.audience or not all(request.audience):
             await abort(
@@ -251,7 +251,7 @@ class AgentAPI(agent_pb2_grpc.AgentAPIServicer):
 
     # -- sync -------------------------------------------------------------------------------
 
-    async def SyncEntries(self, request: Any, context: Any) -> None:  # noqa: N802
+    async def SyncEntries(self, request: Any, context: Any) -> None:
         caller = await self._authenticate(context)
         hub = self._server.hub
         session = hub.register(caller.spiffe_id, caller.node_selectors)
@@ -303,7 +303,7 @@ class AgentAPI(agent_pb2_grpc.AgentAPIServicer):
                 message.bundle.CopyFrom(bundle)
             await context.write(message)
 
-    async def ReportDeliveries(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def ReportDeliveries(self, request: Any, context: Any) -> Any:
         caller = await self._authenticate(context)
         authorized = self._server.hub.authorized(caller.spiffe_id, caller.node_selectors)
         now = self._server.clock()
