@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_KEY_CHAR = re.compile(r"[A-Za-z0-9_.$@-]")
 _OPERATORS = ("===", "!==", "==", "!=", ":=", "=>", "->", "=", ":", ",")
 _UNQUOTED_END = re.compile(r"""[\s,;"'`()}\]<>&|]""")
 _XML_ADD = re.compile(
@@ -78,10 +77,13 @@ def _read_quoted(line: str, position: int) -> tuple[str, int, int] | None:
     return None
 
 
+_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.$@-")
+
+
 def _key_bounds(line: str, start: int, end: int) -> tuple[int, int]:
-    while start > 0 and _KEY_CHAR.match(line[start - 1]):
+    while start > 0 and line[start - 1] in _KEY_CHARS:
         start -= 1
-    while end < len(line) and _KEY_CHAR.match(line[end]):
+    while end < len(line) and line[end] in _KEY_CHARS:
         end += 1
     return start, end
 

@@ -94,7 +94,13 @@ class Detector:
     def __init__(self, rules: Sequence[Rule], engine: Engine) -> None:
         self.rules = list(rules)
         self.engine = engine
-        self.keyed = [rule for rule in self.rules if rule.is_keyed]
+        # Highest tier first, so that a provider's keyed rule claims a key before the generic ones.
+        self.keyed = sorted((rule for rule in self.rules if rule.is_keyed), key=lambda rule: -rule.tier)
+        self._keys = {rule.id: rule.compiled_keys() for rule in self.keyed}
+        # One regex for "any keyed rule could care about this key", to skip most assignments.
+        self._any_key = re.compile(
+            "|".join(f"(?:{rule.keys})" for rule in self.keyed) or "(?!)", re.IGNORECASE | re.ASCII
+        )
 
     def detect(
         self, data: bytes, content: FileContent | None, path: str, *, code: bool
@@ -199,16 +205,22 @@ class Detector:
             key = assignment.key
             if not key:
                 continue
-            if parents is None:
-                parents = [] if code else parent_keys(content.lines, line_index)
+            # Enclosing keys matter only for short keys (`secret:` under `jwt:`) and holders
+            # (`default = …` in a Terraform variable); walking up is the costly step.
+            if parents is None and (code or len(context.words(key)) > 2):
+                parents = []
+            elif parents is None:
+                parents = parent_keys(content.lines, line_index)
             path_key = ".".join([*reversed(parents), key]) if parents else key
             generic_key = parents[0] if (key.lower() in HOLDER_KEYS and parents) else key
+            if key.lower() not in HOLDER_KEYS and not self._any_key.search(key) and code:
+                continue
             start = content.starts[line_index] + assignment.value_start
             claimed = False
-            for rule in sorted(self.keyed, key=lambda keyed: -keyed.tier):
+            for rule in self.keyed:
                 if rule.tier is Tier.GENERIC and claimed:
                     break
-                keys = rule.compiled_keys()
+                keys = self._keys[rule.id]
                 if rule.tier is Tier.GENERIC:
                     target = generic_key if keys.search(generic_key) else None
                 else:
