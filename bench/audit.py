@@ -3,9 +3,9 @@
 1. CloudTrail ingest. The real invictus capture is replicated with shifted times and new
    event ids into gzipped `{"Records": [...]}` files in a temporary folder (one file per
    copy of the capture). Warden's ingestion into a workspace (file hashing, shape
-   detection, normalisation into the activity table) is timed in a child process, next to
-   a plain DuckDB `read_json` of the same files materialised into a table, also in a child
-   process, so that each peak RSS is its own. Peak memory is measured at two sizes to show
+   detection, normalisation into the activity table) is timed in a child process. Next to
+   it, a plain DuckDB `read_json` of the same files is materialised into a table in
+   another child process, so that each peak RSS is its own. Peak memory is measured at two sizes to show
    whether it grows with the number of events.
 2. Escalation findings on the IAM Vulnerable export, side by side with cloudsplaining run on
    the same file.
@@ -69,7 +69,7 @@ print(json.dumps({"seconds": elapsed, "events": events, "peak_mib": peak}))
 
 
 def _templates() -> list[tuple[list[str], datetime]]:
-    """Each event of the capture as JSON text split around its eventTime and eventID values.
+    """Split each event of the capture, as JSON text, around its eventTime and eventID values.
 
     The odd items of each part list name the value to put there ("TIME" or "ID").
     """

@@ -41,6 +41,7 @@ def test_json_report_to_file(tmp_path):
     result = warden("audit", *SOURCES, "--format", "json", "--output", str(output))
     assert result.returncode == 0, result.stderr
     document = json.loads(output.read_text())
+
     assert document["schema_version"] == "1"
     assert document["as_of"] == "2024-06-01T00:00:00Z"
     identity = document["identities"][0]
@@ -58,6 +59,7 @@ def test_json_report_to_file(tmp_path):
     ):
         assert field in identity, field
     assert set(identity["risk"]) == {"score", "level", "reasons"}
+
     finding = document["findings"][0]
     assert set(finding) >= {
         "check",
@@ -163,7 +165,7 @@ def test_workspace_is_reused(tmp_path):
     )
     assert first.returncode == 0, first.stderr
     assert (workspace / "warden.duckdb").exists()
-    # A later run with only the workspace still sees the earlier activity.
+    # A later run with only the workspace still finds the earlier activity.
     again = warden(
         "audit", "--workspace", str(workspace), "--as-of", "2024-06-01", "--format", "json"
     )

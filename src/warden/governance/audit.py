@@ -39,7 +39,7 @@ ProgressCallback = Callable[[str, int, int], None]
 
 @dataclass
 class AuditOptions:
-    """What to read and how to judge it. Paths may be files or directories where noted."""
+    """Sources to read and the thresholds to judge them by; some paths may be directories."""
 
     aws_credential_reports: Sequence[Path] = ()
     aws_authorization_details: Sequence[Path] = ()

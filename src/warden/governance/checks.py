@@ -202,8 +202,8 @@ def run_checks(context: CheckContext) -> list[Finding]:
             continue
         for check in _CHECK_FUNCTIONS:
             findings.extend(check(identity, context))
-    # Findings that sources produced directly (leaked secrets) apply to people's keys too:
-    # a leaked key is a leak whoever holds it.
+    # Findings that sources produced directly (leaked secrets) also cover people's keys,
+    # because a leaked key must be rotated whoever owns it.
     findings.extend(context.inventory.findings)
     return findings
 
@@ -507,7 +507,10 @@ def check_old_secrets(identity: Identity, context: CheckContext) -> Iterator[Fin
 
 
 def user_agent_family(agent: str) -> str | None:
-    """The client's name from a user agent ("aws-cli/2.13 ..." is "aws-cli"), None for services."""
+    """Return the client's name from a user agent ("aws-cli/2.13 ..." gives "aws-cli").
+
+    Returns None for AWS services.
+    """
     text = agent.strip().lstrip("[")
     if not text or text in _SERVICE_ADDRESSES or text.endswith(".amazonaws.com"):
         return None

@@ -1,10 +1,11 @@
 """Human or non-human: each identity's classification, with the reason.
 
-Explicit declarations win: a tag or label `warden.io/identity-type` (or the configured key)
-of `human` or `service`. Then the identity's structure: a service account, a role trusted by
-a service or attached to an instance profile, a GitHub key or app and a Warden identity are
-non-human; a role reached through SSO or SAML and the root user are human. An IAM user with a
-console password in use or console sign-ins is human; one with only access keys is not.
+Explicit declarations win: a tag, label or annotation `warden.io/identity-type` (or
+`identity-type`, `nhi`) of `human` or `service`. Then the identity's structure decides. A
+service account, a role trusted by a service or attached to an instance profile, a GitHub
+key or app and a Warden identity are non-human. A role reached through SSO or SAML and the
+root user are human. An IAM user with a console password in use or console sign-ins is
+human, and one with only access keys is not.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def _classify_user(identity: Identity) -> tuple[bool, str]:
     if keys and not facts.get("password_enabled"):
         return False, "access keys and no console password"
     if keys:
-        # A password nobody signs in with, on a key-holding user, is a service account's
+        # A password that no one signs in with, on a user with keys, is a service account's
         # forgotten password (reported by NHI10), not a sign of a person.
         return False, "access keys; console password enabled but never used"
     if facts.get("password_enabled"):

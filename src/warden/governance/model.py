@@ -45,7 +45,7 @@ class Provider(enum.StrEnum):
 
 
 class Kind(enum.StrEnum):
-    """What an identity is, in its provider's own terms."""
+    """The kind of an identity, in its provider's own terms."""
 
     AWS_USER = "aws_user"
     AWS_ROLE = "aws_role"

@@ -1,4 +1,4 @@
-"""Owners: who answers for each identity, and how that was found.
+"""Owner resolution: who is responsible for each identity, and which source named them.
 
 Sources, strongest first: the ownership map file (glob on identity id or name), tags and
 labels with the configured keys, Kubernetes annotations with the same keys, the Warden

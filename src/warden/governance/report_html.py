@@ -2,7 +2,7 @@
 
 Tables sort when a header is clicked. A fragment `#sort=<table>:<column>:<asc|desc>` clicks
 that header on load, so that a link (or a headless browser) can open the page already
-sorted; the sorted table records the order in its `data-sorted` attribute.
+sorted. The sorted table records the order in its `data-sorted` attribute.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def render_html(report: AuditReport) -> str:
 
 
 def _date(moment: datetime | None) -> tuple[str, str]:
-    """(display text, sort key) for a time."""
+    """Return the display text and the sort key of a time."""
     if moment is None:
         return "never", ""
     return moment.strftime("%Y-%m-%d"), moment.strftime("%Y-%m-%dT%H:%M:%S")
@@ -194,7 +194,7 @@ def _table(table_id: str, headers: tuple[str, ...], rows: list[str]) -> str:
 
 
 def _buckets(report: AuditReport) -> list[list[int]]:
-    """Counts[age bucket][use bucket] of non-human identities at the as-of time."""
+    """Count non-human identities by age bucket, then by last-use bucket, at the as-of time."""
     counts = [[0] * len(USE_BUCKETS) for _ in range(len(AGE_BUCKETS) + 1)]
     for identity in report.identities:
         counts[_age_bucket(identity, report.as_of)][_use_bucket(identity, report.as_of)] += 1
@@ -215,11 +215,15 @@ def _use_bucket(identity: Identity, as_of: datetime) -> int:
     if identity.last_used_at is None:
         return 3
     idle = (as_of - identity.last_used_at).days
-    return 0 if idle <= 30 else 1 if idle <= 90 else 2
+    if idle <= 30:
+        return 0
+    if idle <= 90:
+        return 1
+    return 2
 
 
 def _chart(report: AuditReport) -> str:
-    """A stacked bar chart in inline SVG: one bar per age bucket, stacked by last use."""
+    """Draw a stacked bar chart in inline SVG: one bar per age bucket, stacked by last use."""
     counts = _buckets(report)
     labels = [label for label, _limit in AGE_BUCKETS] + ["age unknown"]
     width, height, left, bottom, top = 720, 300, 50, 40, 20
@@ -227,6 +231,7 @@ def _chart(report: AuditReport) -> str:
     step = (width - left - 20) / len(labels)
     peak = max((sum(row) for row in counts), default=0) or 1
     scale = (height - bottom - top) / peak
+
     shapes = [
         f'<svg id="age-chart" role="img" aria-label="Identities by age and last use" '
         f'width="{width}" height="{height + 30}" viewBox="0 0 {width} {height + 30}">',
@@ -235,6 +240,7 @@ def _chart(report: AuditReport) -> str:
         f'<text x="4" y="{top + 4}" font-size="11">{peak}</text>',
         f'<text x="4" y="{height - bottom}" font-size="11">0</text>',
     ]
+
     for index, row in enumerate(counts):
         x = left + index * step + (step - bar_width) / 2
         y = float(height - bottom)
@@ -252,6 +258,8 @@ def _chart(report: AuditReport) -> str:
             f'<text x="{x + bar_width / 2:.1f}" y="{height - bottom + 16}" font-size="11" '
             f'text-anchor="middle">{escape(labels[index])} ({sum(row)})</text>'
         )
+
+    # The legend, one swatch per last-use bucket.
     for use_index, label in enumerate(USE_BUCKETS):
         x = left + use_index * 165
         shapes.append(

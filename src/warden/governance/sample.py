@@ -19,7 +19,7 @@ SAMPLE_AS_OF = datetime(2024, 6, 1, tzinfo=UTC)
 
 
 def sample_directory() -> Path:
-    """The examples/governance folder of a source checkout.
+    """Return the examples/governance folder of a source checkout.
 
     Raises FileNotFoundError when Warden runs from an installation without the examples.
     """

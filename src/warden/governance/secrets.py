@@ -1,9 +1,9 @@
 """Leaked secrets found by `warden.scan`, added to the inventory as NHI2 findings.
 
 A finding whose format names its credential (`identifier`, such as an AWS access key id) is
-attached to the identity that owns that credential: a key seen in CloudTrail as
-`userIdentity.accessKeyId`, created by a `CreateAccessKey` event, or listed by
-`ListAccessKeys` in live collection. A secret that cannot be linked gets an identity of
+attached to the identity that owns that credential. The owner is known for a key seen in
+CloudTrail as `userIdentity.accessKeyId`, created by a `CreateAccessKey` event, or listed
+by `ListAccessKeys` in live collection. A secret that cannot be linked gets an identity of
 its own, `leaked:<fingerprint>`, and the evidence says why it could not be linked.
 """
 
@@ -53,7 +53,7 @@ Scanner = Callable[[Path], Iterable[LeakedSecret]]
 def default_scanner(key_directory: Path | None = None) -> Scanner:
     """Return a scanner backed by `warden.scan.scan_paths` (files only, no git history).
 
-    `key_directory` holds the scanner's HMAC key; None uses the scanner's default folder.
+    `key_directory` contains the scanner's HMAC key; None uses the scanner's default folder.
     Raises RuntimeError when `warden.scan` cannot be imported.
     """
     try:

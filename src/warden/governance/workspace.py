@@ -7,8 +7,9 @@ duplicate deliveries of the same event (same source and event id), so that reade
 count an event twice.
 
 Ingestion is incremental. `ingested_files` records each file read, with its size, mtime and
-SHA-256: a later run skips a file whose path, size and mtime are unchanged without opening
-it, and skips a new path whose content hash was already ingested (a duplicated delivery).
+SHA-256. A later run skips a file whose path, size and mtime are unchanged without opening
+it. It also skips a new path whose content hash was already ingested (a duplicated
+delivery).
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ BATCH_BYTES = 512 << 20
 MEMORY_LIMIT = "2GB"
 # DuckDB rejects a JSON value larger than this, and a `{"Records": [...]}` file is one
 # value; its reader buffers about twice this per thread. A larger file fails the fast path
-# and is read by the streaming reader, which holds one event at a time.
+# and is read by the streaming reader, which keeps one event at a time in memory.
 MAX_OBJECT_BYTES = 128 << 20
 
 
@@ -149,8 +150,9 @@ class LogKind:
     """How one kind of log maps onto the activity table.
 
     Each event is read as raw JSON and its fields are pulled out in one pass with DuckDB's
-    multi-path `json_extract_string`/`json_extract`, which is several times faster than
-    binding a typed schema, and never fails on a field of an unexpected type. `fields` are
+    multi-path `json_extract_string`/`json_extract`. That is several times faster than
+    binding a typed schema (see bench/audit.py), and a field of an unexpected type comes
+    back as its JSON text instead of failing the file. `fields` are
     (alias, JSONPath) pairs read as text, `json_fields` pairs kept as JSON, and
     `select_sql` is the SELECT list that turns a row of those aliases (plus `no_identity`
     and `filename`) into the activity table's columns, in table order.
@@ -461,7 +463,7 @@ def _count(connection: duckdb.DuckDBPyConnection) -> int:
 
 
 def _relation_sql(kind: LogKind, shape: str, gzip: bool, filename: str | None = None) -> str:
-    """The query that yields one row per event with `kind`'s aliases and `filename`."""
+    """Build the query that yields one row per event with `kind`'s aliases and `filename`."""
     compression = "gzip" if gzip else "none"
     file_column = "filename" if filename is None else _sql_string(filename) + " AS filename"
     reader = (

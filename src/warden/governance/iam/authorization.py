@@ -1,7 +1,7 @@
 """The output of `aws iam get-account-authorization-details`, as principals with statements.
 
 Each user gets the statements of its inline and managed policies and of its groups' inline
-and managed policies; each role gets its own plus its trust policy. A managed policy's
+and managed policies. Each role gets its own, plus its trust policy. A managed policy's
 statements come from its default version. A policy the export does not contain is reported
 once and contributes nothing, because its permissions are unknown.
 """

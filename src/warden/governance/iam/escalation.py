@@ -1,13 +1,10 @@
 """Privilege levels, role assumption and privilege-escalation paths of IAM principals.
 
-A path is a known escalation method (the list published by Rhino Security Labs and extended
-since: policy versions, attach/put policy, login profiles, access keys, PassRole to a
-compute service, updating code or endpoints that run as a role, SSM and EC2 Instance
-Connect into instances) whose every action the principal's policies allow on a resource
-that exists in the account. Principals also inherit the paths of every role they can
-assume, hop after hop: a role's trust policy that names the principal lets it assume the
-role directly, and one that names the whole account or anyone needs the principal's own
-policy to allow `sts:AssumeRole` on that role as well.
+A path is a known escalation method (see `methods.py`) whose every action the principal's
+policies allow on a resource that exists in the account. Principals also inherit the paths
+of every role they can assume, hop after hop. A role's trust policy that names the
+principal lets it assume the role directly. One that names the whole account or anyone
+needs the principal's own policy to allow `sts:AssumeRole` on that role as well.
 """
 
 from __future__ import annotations
@@ -420,7 +417,7 @@ def analyze(details: AuthorizationDetails, as_of: datetime) -> IamAnalysis:
 
 
 def _reach(start: str, edges: dict[str, list[Hop]]) -> list[tuple[Hop, ...]]:
-    """Every role reachable from `start`, each by its shortest chain of hops."""
+    """Find every role reachable from `start`, each by its shortest chain of hops."""
     seen = {start}
     chains: list[tuple[Hop, ...]] = []
     queue: deque[tuple[str, tuple[Hop, ...]]] = deque([(start, ())])
@@ -445,7 +442,7 @@ def _aws_principals(statement: Statement) -> tuple[str, ...]:
 def _trust_names(
     statement: Statement, principal: Principal, role: Principal
 ) -> tuple[bool, str] | None:
-    """Whether a trust statement names `principal`: (direct, reason), or None.
+    """Return (direct, reason) when a trust statement names `principal`, else None.
 
     `direct` is true when the statement names the principal itself, so that no identity
     policy is needed in the same account.

@@ -1,10 +1,10 @@
 """The privilege-escalation methods that the analysis looks for, one entry per method.
 
-The list follows the methods published by Rhino Security Labs ("AWS IAM Privilege
-Escalation: Methods and Mitigation") and later additions (SageMaker, CodeBuild, SSM, EC2
-Instance Connect). Each method names the actions it needs, any one of which completes a
-step, and which resources they must be allowed on: the principal itself, its own policies
-or groups, other users or roles, or the roles that an AWS service may assume.
+The list follows the methods catalogued by Rhino Security Labs, with later additions
+(SageMaker, CodeBuild, SSM, EC2 Instance Connect). Each method names the actions it needs,
+and any one action of a step completes that step. It also names the resources those
+actions must be allowed on: the principal itself, its own policies or groups, other users
+or roles, or the roles that an AWS service may assume.
 """
 
 from __future__ import annotations

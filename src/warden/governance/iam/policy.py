@@ -42,7 +42,7 @@ class Tri(enum.Enum):
 
 @dataclass(frozen=True)
 class PolicySource:
-    """Where a statement comes from: the policy and how it reaches the principal."""
+    """The origin of a statement: its policy and how that policy reaches the principal."""
 
     name: str
     arn: str | None
@@ -90,7 +90,7 @@ class Statement:
 
 @dataclass(frozen=True)
 class RequestContext:
-    """What the evaluator knows about a request besides its action and resource."""
+    """Request facts the evaluator uses besides the action and the resource."""
 
     as_of: datetime
     passed_to_service: str | None = None
@@ -185,7 +185,7 @@ def matches_action(statement: Statement, action: str) -> bool:
 
 
 def matches_resource(statement: Statement, resource: str | None) -> bool:
-    """Whether the statement covers `resource`; None means "some resource of that action".
+    """Return whether the statement covers `resource` (None: "some resource of that action").
 
     For an unnamed resource a `Resource` list covers it when any entry is present, and a
     `NotResource` list covers it unless it excludes everything (`*`).

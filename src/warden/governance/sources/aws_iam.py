@@ -90,7 +90,7 @@ def add_authorization_details(inventory: Inventory, path: Path) -> Authorization
 def add_credential_report(inventory: Inventory, path: Path) -> None:
     """Add users, passwords and access-key slots from an IAM credential report.
 
-    A report with missing columns is read as far as its columns allow, with a warning; a
+    A report with missing columns is read as far as its columns allow, with a warning. A
     row that cannot be read is skipped with a warning naming its line.
     """
     text_path = str(path)
@@ -145,6 +145,7 @@ def _add_row(inventory: Inventory, row: dict[str, str]) -> None:
     identity = inventory.identity(arn, kind, Provider.AWS, name, CREDENTIAL_REPORT_SOURCE)
     identity.account = identity.account or (arn.split(":")[4] if arn.count(":") >= 5 else None)
     identity.created_at = identity.created_at or _time(row.get("user_creation_time"))
+
     facts = identity.facts
     password = _flag(row.get("password_enabled"))
     if password is not None:
@@ -156,6 +157,10 @@ def _add_row(inventory: Inventory, row: dict[str, str]) -> None:
     mfa = _flag(row.get("mfa_active"))
     if mfa is not None:
         facts["mfa_active"] = mfa
+
+    # The report names no key ids, so each slot becomes a credential of its own.
+    # NOTE: a key seen by id in CloudTrail cannot be matched to its slot without
+    # ListAccessKeys (--aws-live), so it may appear twice, once per source.
     for slot in ("1", "2"):
         active = _flag(row.get(f"access_key_{slot}_active"))
         rotated = _time(row.get(f"access_key_{slot}_last_rotated"))
@@ -170,6 +175,7 @@ def _add_row(inventory: Inventory, row: dict[str, str]) -> None:
         credential.last_used_at = used
         if used:
             _touch(identity, used)
+
     for slot in ("1", "2"):
         if _flag(row.get(f"cert_{slot}_active")):
             credential = identity.credential(

@@ -1,8 +1,8 @@
 """CloudTrail: streamed into the workspace's activity table, then summarised per identity.
 
 Files are S3 delivery files (`{"Records": [...]}`), bare arrays of records, or JSON Lines
-from log pipelines, where Logstash-style exports carry the time in `@timestamp` instead of
-`eventTime`; each may be gzipped. Every event is attributed to the identity that owns it:
+from log pipelines, and each may be gzipped. Logstash-style exports carry the time in
+`@timestamp` instead of `eventTime`. Every event is attributed to the identity that owns it:
 an assumed-role session to its role (`sessionContext.sessionIssuer.arn`, or the role named
 in the session ARN), an IAM user's call to the user, whatever key it used.
 """

@@ -45,15 +45,38 @@ def identity_for_username(inventory: Inventory, username: str, source: str) -> I
 
 def add_objects(inventory: Inventory, path: Path) -> None:
     """Add service accounts, token secrets, bindings and pods from a `kubectl -o json` export."""
+    items = _load_items(inventory, path)
+    if items is None:
+        return
+
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        if isinstance(item, dict):
+            by_kind.setdefault(str(item.get("kind")), []).append(item)
+
+    # Service accounts first, so that the objects naming them find their labels in place.
+    for item in by_kind.get("ServiceAccount", []):
+        _add_service_account(inventory, item)
+    for item in by_kind.get("Secret", []):
+        _add_token_secret(inventory, item)
+    for item in by_kind.get("RoleBinding", []) + by_kind.get("ClusterRoleBinding", []):
+        _add_binding(inventory, item)
+    for item in by_kind.get("Pod", []):
+        _add_pod(inventory, item)
+
+
+def _load_items(inventory: Inventory, path: Path) -> list[Any] | None:
+    """Read the export's items, or warn and return None when the file cannot be used."""
     text_path = str(path)
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:
         inventory.warn(OBJECTS_SOURCE, text_path, f"cannot read file: {error}")
-        return
+        return None
     except json.JSONDecodeError as error:
         inventory.warn(OBJECTS_SOURCE, text_path, f"invalid JSON: {error.msg}", line=error.lineno)
-        return
+        return None
+
     items = document.get("items") if isinstance(document, dict) else document
     if isinstance(document, dict) and "kind" in document and "items" not in document:
         items = [document]
@@ -63,36 +86,31 @@ def add_objects(inventory: Inventory, path: Path) -> None:
             text_path,
             "expected a List with items (kubectl get ... -o json); file skipped",
         )
-        return
-    by_kind: dict[str, list[dict[str, Any]]] = {}
-    for item in items:
-        if isinstance(item, dict):
-            by_kind.setdefault(str(item.get("kind")), []).append(item)
-    for item in by_kind.get("ServiceAccount", []):
-        metadata = item.get("metadata") or {}
-        identity = _service_account(
-            inventory, metadata.get("namespace", "default"), metadata.get("name", "")
-        )
-        identity.created_at = parse_time(metadata.get("creationTimestamp")) or identity.created_at
-        identity.tags.update(
-            {f"label:{k}": str(v) for k, v in (metadata.get("labels") or {}).items()}
-        )
-        identity.tags.update(
-            {f"annotation:{k}": str(v) for k, v in (metadata.get("annotations") or {}).items()}
-        )
-        identity.facts["automount_token"] = item.get("automountServiceAccountToken", True)
-        identity.facts.setdefault("pods", [])
-    for item in by_kind.get("Secret", []):
-        _add_token_secret(inventory, item)
-    for item in by_kind.get("RoleBinding", []) + by_kind.get("ClusterRoleBinding", []):
-        _add_binding(inventory, item)
-    for item in by_kind.get("Pod", []):
-        metadata = item.get("metadata") or {}
-        spec = item.get("spec") or {}
-        name = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
-        identity = _service_account(inventory, metadata.get("namespace", "default"), name)
-        pods = identity.facts.setdefault("pods", [])
-        pods.append(f"{metadata.get('namespace', 'default')}/{metadata.get('name', '')}")
+        return None
+    return items
+
+
+def _add_service_account(inventory: Inventory, item: dict[str, Any]) -> None:
+    metadata = item.get("metadata") or {}
+    identity = _service_account(
+        inventory, metadata.get("namespace", "default"), metadata.get("name", "")
+    )
+    identity.created_at = parse_time(metadata.get("creationTimestamp")) or identity.created_at
+    labels = metadata.get("labels") or {}
+    annotations = metadata.get("annotations") or {}
+    identity.tags.update({f"label:{key}": str(value) for key, value in labels.items()})
+    identity.tags.update({f"annotation:{key}": str(value) for key, value in annotations.items()})
+    identity.facts["automount_token"] = item.get("automountServiceAccountToken", True)
+    identity.facts.setdefault("pods", [])
+
+
+def _add_pod(inventory: Inventory, item: dict[str, Any]) -> None:
+    metadata = item.get("metadata") or {}
+    spec = item.get("spec") or {}
+    name = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+    identity = _service_account(inventory, metadata.get("namespace", "default"), name)
+    pods = identity.facts.setdefault("pods", [])
+    pods.append(f"{metadata.get('namespace', 'default')}/{metadata.get('name', '')}")
 
 
 def _service_account(inventory: Inventory, namespace: str, name: str) -> Identity:
@@ -116,7 +134,7 @@ def _add_token_secret(inventory: Inventory, item: dict[str, Any]) -> None:
     credential.created_at = parse_time(metadata.get("creationTimestamp"))
     last_used = (metadata.get("labels") or {}).get(LEGACY_TOKEN_LAST_USED)
     if last_used:
-        # The label holds a date (YYYY-MM-DD), the day the API server last saw the token.
+        # The label contains a date (YYYY-MM-DD), the day the API server last saw the token.
         credential.last_used_at = parse_time(f"{last_used}T00:00:00Z")
         if credential.last_used_at and (
             identity.last_used_at is None or credential.last_used_at > identity.last_used_at

@@ -1,6 +1,6 @@
 """Warden's own registry: registration entries, agents and credential leases.
 
-The datastore exposes a read interface, `warden.store.inventory.open_registry_reader`; this
+The datastore exposes a read interface, `warden.store.inventory.open_registry_reader`. This
 connector needs only the small `RegistryReader` protocol below, so tests and other stores
 can hand in their own reader.
 """
