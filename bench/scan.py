@@ -15,8 +15,18 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SITE_PACKAGES = ROOT / ".venv" / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
-DATASET = Path(os.environ.get("WARDEN_DATASETS", ROOT.parent / "shared" / "datasets")) / "secrets" / "noseyparker_examples.jsonl"
+SITE_PACKAGES = (
+    ROOT
+    / ".venv"
+    / "lib"
+    / f"python{sys.version_info.major}.{sys.version_info.minor}"
+    / "site-packages"
+)
+DATASET = (
+    Path(os.environ.get("WARDEN_DATASETS", ROOT.parent / "shared" / "datasets"))
+    / "secrets"
+    / "noseyparker_examples.jsonl"
+)
 
 
 def _text_files(root: Path, limit_bytes: int) -> list[Path]:
@@ -69,7 +79,9 @@ def _history_blobs(repository: Path, folder: Path) -> tuple[list[Path], int]:
     origins, commits = gitsource.blob_origins(repository)
     wanted = [origin.blob for origin in origins if not scan_files.has_binary_suffix(origin.path)]
     written = []
-    for blob, content, _ in gitsource.read_blobs(repository, wanted, scan_files.DEFAULT_MAX_FILE_SIZE):
+    for blob, content, _ in gitsource.read_blobs(
+        repository, wanted, scan_files.DEFAULT_MAX_FILE_SIZE
+    ):
         if content is None or scan_files.looks_binary(content):
             continue
         target = folder / blob
@@ -79,7 +91,9 @@ def _history_blobs(repository: Path, folder: Path) -> tuple[list[Path], int]:
 
 
 def _regression() -> str:
-    spec = importlib.util.spec_from_file_location("scan_noseyparker", ROOT / "tests" / "scan" / "noseyparker.py")
+    spec = importlib.util.spec_from_file_location(
+        "scan_noseyparker", ROOT / "tests" / "scan" / "noseyparker.py"
+    )
     if spec is None or spec.loader is None or not DATASET.exists():
         return "The Nosey Parker regression set was not found; set WARDEN_DATASETS.\n"
     module = importlib.util.module_from_spec(spec)
@@ -117,7 +131,9 @@ def run(quick: bool) -> str:
 
     full_paths = sample if quick else _text_files(SITE_PACKAGES, 10**12)
     full_seconds, full_bytes, findings = (
-        (warden_seconds, warden_bytes, _warden_on(sample, keyring)[2]) if quick else _warden_on(full_paths, keyring)
+        (warden_seconds, warden_bytes, _warden_on(sample, keyring)[2])
+        if quick
+        else _warden_on(full_paths, keyring)
     )
     full_mb = full_bytes / 1e6
     by_rule = Counter(finding.rule_id for finding in findings)
@@ -137,7 +153,7 @@ def run(quick: bool) -> str:
     detect_rate = sample_mb / detect_seconds
     return f"""## Static credential scanner (`warden scan`)
 
-Command: `python -m bench --only scan{' --quick' if quick else ''}`. One process, one core for
+Command: `python -m bench --only scan{" --quick" if quick else ""}`. One process, one core for
 both tools (detect-secrets 1.5 with its default plugins and `num_processors=1`); Warden with
 Hyperscan and the full rule catalogue at its default confidence (medium).
 

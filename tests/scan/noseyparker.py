@@ -255,7 +255,9 @@ def load(path: Path) -> list[dict[str, object]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def evaluate(examples: list[dict[str, object]], confidence: Confidence = Confidence.LOW) -> Evaluation:
+def evaluate(
+    examples: list[dict[str, object]], confidence: Confidence = Confidence.LOW
+) -> Evaluation:
     """Scan each example as a file of unknown type and compare with the mapped rules.
 
     `confidence` is the lowest confidence counted; LOW counts everything the rules detect,
@@ -268,7 +270,9 @@ def evaluate(examples: list[dict[str, object]], confidence: Confidence = Confide
         text = str(example["text"])
         reported = {
             finding.rule_id
-            for finding in scan_text(text, "example.txt", keyring=keyring, min_confidence=confidence)
+            for finding in scan_text(
+                text, "example.txt", keyring=keyring, min_confidence=confidence
+            )
         }
         if rule_id in NOT_COVERED:
             if example["label"] == 1:

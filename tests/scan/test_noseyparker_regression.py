@@ -13,12 +13,27 @@ pytestmark = pytest.mark.datasets
 # Negatives that Warden flags on purpose: each is a credential by Warden's reading, and the
 # Nosey Parker label only says that one particular regex must not reach it.
 KNOWN_FLAGS = {
-    ("np.auth0.1", "AUTH0_CLIENT_SECRET"): "a 64-character client secret; only the tenant domain differs",
-    ("np.generic.4", "password = 'open_sesame'"): "a quoted password: Nosey Parker covers quotes in np.generic.3",
+    (
+        "np.auth0.1",
+        "AUTH0_CLIENT_SECRET",
+    ): "a 64-character client secret; only the tenant domain differs",
+    (
+        "np.generic.4",
+        "password = 'open_sesame'",
+    ): "a quoted password: Nosey Parker covers quotes in np.generic.3",
     ("np.generic.5", "password = super$ecret"): "an unquoted password in a file of unknown type",
-    ("np.generic.5", "password = 'super$ecret'"): "a single-quoted password: covered by np.generic.6 upstream",
-    ("np.gitalk.1", '"clientSecret": "d151'): "a 40-hex GitHub OAuth client secret in a Gitalk config",
-    ("np.mongodb.1", "D1fficultP%40ssw0rd@%2Ftmp"): "a password in a URI whose host is a Unix socket",
+    (
+        "np.generic.5",
+        "password = 'super$ecret'",
+    ): "a single-quoted password: covered by np.generic.6 upstream",
+    (
+        "np.gitalk.1",
+        '"clientSecret": "d151',
+    ): "a 40-hex GitHub OAuth client secret in a Gitalk config",
+    (
+        "np.mongodb.1",
+        "D1fficultP%40ssw0rd@%2Ftmp",
+    ): "a password in a URI whose host is a Unix socket",
     ("np.odbc.1", 'server->password = "busybox@"'): "a default password hard-coded in C",
     ("np.postgres.1", "@[2001:db8::1234]"): "a password in a URI whose host is an IPv6 literal",
 }
@@ -59,7 +74,9 @@ def test_flag_rate_on_covered_negatives(evaluation):
 def test_known_flags_still_occur(evaluation):
     # A known flag that no longer fires should leave the list, so it cannot hide a change.
     for rule, marker in KNOWN_FLAGS:
-        assert any(rule == flagged and marker in text for flagged, text in evaluation.false_flags), marker
+        assert any(
+            rule == flagged and marker in text for flagged, text in evaluation.false_flags
+        ), marker
 
 
 def test_misses_are_placeholders_or_references(evaluation):

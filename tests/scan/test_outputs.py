@@ -20,7 +20,10 @@ from warden.scan.workspace import KEY_FILE
 def _warden(*arguments: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "warden", "scan", *arguments],
-        capture_output=True, text=True, check=False, cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=cwd,
         env={**os.environ, "WARDEN_SCAN_HMAC_KEY": "ab" * 32},
     )
 
@@ -29,7 +32,9 @@ def _warden(*arguments: str, cwd: Path | None = None) -> subprocess.CompletedPro
 def leaky(tmp_path, fake):
     folder = tmp_path / "project"
     folder.mkdir()
-    (folder / "app.env").write_text(f"GITHUB_TOKEN={fake.github()}\nDB_PASSWORD={fake.password()}\n")
+    (folder / "app.env").write_text(
+        f"GITHUB_TOKEN={fake.github()}\nDB_PASSWORD={fake.password()}\n"
+    )
     return folder
 
 
@@ -52,7 +57,8 @@ def test_sarif_has_what_github_code_scanning_requires(leaky, keyring):
         assert location["region"]["startLine"] >= 1
         assert len(item["partialFingerprints"]["wardenSecretFingerprint/v1"]) == 32
     for rule in driver["rules"]:
-        assert rule["shortDescription"]["text"] and rule["help"]["text"]
+        assert rule["shortDescription"]["text"]
+        assert rule["help"]["text"]
         assert float(rule["properties"]["security-severity"]) > 0
 
 
@@ -110,7 +116,7 @@ def test_inline_allow_suppresses_a_finding(tmp_path, fake, keyring):
     target = tmp_path / "config.py"
     target.write_text(
         f'TOKEN = "{fake.github()}"  # warden:allow test fixture\n'
-        f"# warden:allow\nOTHER = \"{fake.github()}\"\nKEPT = \"{fake.github()}\"\n"
+        f'# warden:allow\nOTHER = "{fake.github()}"\nKEPT = "{fake.github()}"\n'
     )
     result = scan_paths([target], keyring=keyring)
     assert [finding.line for finding in result.findings] == [4]
@@ -173,7 +179,10 @@ def test_cli_exit_codes_and_json(leaky, tmp_path):
     completed = _warden(str(leaky), "--format", "json")
     assert completed.returncode == 1
     document = json.loads(completed.stdout)
-    assert {finding["rule_id"] for finding in document["findings"]} == {"github-pat", "generic-password"}
+    assert {finding["rule_id"] for finding in document["findings"]} == {
+        "github-pat",
+        "generic-password",
+    }
     assert _warden(str(leaky), "--fail-on", "critical").returncode == 0
     assert _warden(str(leaky), "--fail-on", "none").returncode == 0
     missing = _warden(str(tmp_path / "missing"))

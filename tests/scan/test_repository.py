@@ -29,11 +29,16 @@ def _plant(repository: Path, fake) -> dict[str, tuple[str, str]]:
 
     key_id, aws_secret = fake.aws_key_id(), fake.aws_secret()
     # The access key id is an identifier, shown on purpose; the secret access key is not.
-    put("deploy/aws.env", f"AWS_ACCESS_KEY_ID={key_id}\nAWS_SECRET_ACCESS_KEY={aws_secret}", aws_secret, "aws-access-key")
+    put(
+        "deploy/aws.env",
+        f"AWS_ACCESS_KEY_ID={key_id}\nAWS_SECRET_ACCESS_KEY={aws_secret}",
+        aws_secret,
+        "aws-access-key",
+    )
     token = fake.github()
     put("config/app.yaml", f"github:\n  token: {token}", token, "github-pat")
     slack = fake.slack_bot()
-    put("config/app.yaml", f"slack_bot_token: \"{slack}\"", slack, "slack-bot-token")
+    put("config/app.yaml", f'slack_bot_token: "{slack}"', slack, "slack-bot-token")
     stripe = fake.stripe_live()
     put("app/payments.py", f'STRIPE_KEY = "{stripe}"', stripe, "stripe-secret-key")
     sendgrid = fake.sendgrid()
@@ -45,25 +50,67 @@ def _plant(repository: Path, fake) -> dict[str, tuple[str, str]]:
     anthropic = fake.anthropic()
     put("ai/.env", f"ANTHROPIC_API_KEY={anthropic}", anthropic, "anthropic-api-key")
     google = fake.google_api_key()
-    put("web/maps.html", f'<script src="https://maps.example/js?key={google}"></script>', google, "google-api-key")
+    put(
+        "web/maps.html",
+        f'<script src="https://maps.example/js?key={google}"></script>',
+        google,
+        "google-api-key",
+    )
     db_password = fake.password().rstrip("#")  # URLs percent-encode "#"
-    put("deploy/values.env", f"DATABASE_URL=postgresql://billing:{db_password}@db.internal:5432/billing", db_password, "database-connection-uri")
+    put(
+        "deploy/values.env",
+        f"DATABASE_URL=postgresql://billing:{db_password}@db.internal:5432/billing",
+        db_password,
+        "database-connection-uri",
+    )
     app_password = fake.password()
-    put("appsettings.json", json.dumps({"Smtp": {"Host": "mail", "Password": app_password}}, indent=2), app_password, "generic-password")
+    put(
+        "appsettings.json",
+        json.dumps({"Smtp": {"Host": "mail", "Password": app_password}}, indent=2),
+        app_password,
+        "generic-password",
+    )
     tf_secret = fake.chars("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", 40)
-    put("infra/main.tf", f'variable "cloudflare_api_token" {{\n  default = "{tf_secret}"\n}}', tf_secret, "cloudflare-api-token")
+    put(
+        "infra/main.tf",
+        f'variable "cloudflare_api_token" {{\n  default = "{tf_secret}"\n}}',
+        tf_secret,
+        "cloudflare-api-token",
+    )
     conn_password = fake.password()
-    put("web.config", f'<add name="Main" connectionString="Server=sql01;Database=shop;User Id=shop;Password={conn_password};" />', conn_password, "connection-string-password")
+    put(
+        "web.config",
+        f'<add name="Main" connectionString="Server=sql01;Database=shop;User Id=shop;Password={conn_password};" />',
+        conn_password,
+        "connection-string-password",
+    )
     k8s_password = fake.password()
     encoded = base64.b64encode(k8s_password.encode()).decode()
     secret_manifest = f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: {k8s_password}\ndata:\n  other: {encoded}"
     put("k8s/secret.yaml", secret_manifest, k8s_password, "generic-password")
     registry_auth = base64.b64encode(f"deploy:{fake.password()}".encode()).decode()
-    put("docker/config.json", json.dumps({"auths": {"registry.example.org": {"auth": registry_auth}}}, indent=2), registry_auth, "docker-registry-auth")
+    put(
+        "docker/config.json",
+        json.dumps({"auths": {"registry.example.org": {"auth": registry_auth}}}, indent=2),
+        registry_auth,
+        "docker-registry-auth",
+    )
     workflow_password = fake.password()
-    put(".github/workflows/ci.yml", f"jobs:\n  build:\n    steps:\n      - uses: docker/login-action@v3\n        with:\n          username: ci\n          password: {workflow_password}", workflow_password, "generic-password")
-    sa_token = fake.jwt('{"iss":"kubernetes/serviceaccount","kubernetes.io/serviceaccount/namespace":"prod","kubernetes.io/serviceaccount/service-account.name":"deployer"}')
-    put("k8s/kubeconfig", f"users:\n- name: deployer\n  user:\n    token: {sa_token}", sa_token, "kubernetes-service-account-token")
+    put(
+        ".github/workflows/ci.yml",
+        f"jobs:\n  build:\n    steps:\n      - uses: docker/login-action@v3\n        with:\n          username: ci\n          password: {workflow_password}",
+        workflow_password,
+        "generic-password",
+    )
+    sa_token = fake.jwt(
+        '{"iss":"kubernetes/serviceaccount","kubernetes.io/serviceaccount/namespace":"prod","kubernetes.io/serviceaccount/service-account.name":"deployer"}'
+    )
+    put(
+        "k8s/kubeconfig",
+        f"users:\n- name: deployer\n  user:\n    token: {sa_token}",
+        sa_token,
+        "kubernetes-service-account-token",
+    )
     return planted
 
 
@@ -101,7 +148,9 @@ def _decoys(repository: Path, fake) -> None:
     )
 
 
-def _build(tmp_path: Path, fake) -> tuple[Path, dict[str, tuple[str, str]], dict[str, tuple[str, str]]]:
+def _build(
+    tmp_path: Path, fake
+) -> tuple[Path, dict[str, tuple[str, str]], dict[str, tuple[str, str]]]:
     repository = init_repository(tmp_path / "repo")
     current = _plant(repository, fake)
     _decoys(repository, fake)
@@ -110,13 +159,18 @@ def _build(tmp_path: Path, fake) -> tuple[Path, dict[str, tuple[str, str]], dict
     old = repository / "scripts" / "old_deploy.sh"
     old.parent.mkdir()
     deleted_key, deleted_secret = fake.aws_key_id(), fake.aws_secret()
-    old.write_text(f"export AWS_ACCESS_KEY_ID={deleted_key}\nexport AWS_SECRET_ACCESS_KEY={deleted_secret}\n")
+    old.write_text(
+        f"export AWS_ACCESS_KEY_ID={deleted_key}\nexport AWS_SECRET_ACCESS_KEY={deleted_secret}\n"
+    )
     deleted_token = fake.github("gho")
     (repository / "scripts" / "token.txt").write_text(f"oauth: {deleted_token}\n")
     first = commit_all(repository, "Add the deploy script")
     git(repository, "rm", "-q", "-r", "scripts")
     commit_all(repository, "Remove the deploy script")
-    deleted = {deleted_key: ("aws-access-key", "scripts/old_deploy.sh"), deleted_token: ("github-oauth-token", "scripts/token.txt")}
+    deleted = {
+        deleted_key: ("aws-access-key", "scripts/old_deploy.sh"),
+        deleted_token: ("github-oauth-token", "scripts/token.txt"),
+    }
     return repository, current, {key: (*value, first) for key, value in deleted.items()}
 
 
@@ -169,17 +223,40 @@ def test_no_secret_reaches_any_output(tmp_path, fake, workspace):
     outputs = []
     for format_name in ("json", "sarif", "table"):
         completed = subprocess.run(
-            [sys.executable, "-m", "warden", "scan", str(repository), "--git", "--format", format_name,
-             "--workspace", str(workspace)],
-            capture_output=True, text=True, check=False,
+            [
+                sys.executable,
+                "-m",
+                "warden",
+                "scan",
+                str(repository),
+                "--git",
+                "--format",
+                format_name,
+                "--workspace",
+                str(workspace),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         assert completed.returncode == 1, completed.stderr
         outputs.append(completed.stdout + completed.stderr)
     baseline = tmp_path / "baseline.json"
     subprocess.run(
-        [sys.executable, "-m", "warden", "scan", str(repository), "--workspace", str(workspace),
-         "--write-baseline", str(baseline)],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "warden",
+            "scan",
+            str(repository),
+            "--workspace",
+            str(workspace),
+            "--write-baseline",
+            str(baseline),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     outputs.append(baseline.read_text())
     workspace_text = "".join(path.read_text(errors="replace") for path in workspace.iterdir())
@@ -191,22 +268,25 @@ def test_no_secret_reaches_any_output(tmp_path, fake, workspace):
 
 
 def test_finding_reports_lifetime_identifier_and_replacement(tmp_path, fake, workspace):
-    repository, planted, _ = _build(tmp_path, fake)
+    repository, _planted, _ = _build(tmp_path, fake)
     result = scan_paths([repository], workspace=workspace)
     aws = next(f for f in result.findings if f.rule_id == "aws-access-key")
     assert aws.long_lived is True
-    assert aws.identifier and aws.identifier.startswith("AKIA")
+    assert aws.identifier
+    assert aws.identifier.startswith("AKIA")
     assert aws.details["aws_account_id"].isdigit()
     assert aws.replacement.id == "warden-oidc-federation-aws"
     database = next(f for f in result.findings if f.rule_id == "database-connection-uri")
     assert database.identifier == "billing@db.internal:5432"
     assert database.replacement.id == "warden-database-lease"
-    service_account = next(f for f in result.findings if f.rule_id == "kubernetes-service-account-token")
+    service_account = next(
+        f for f in result.findings if f.rule_id == "kubernetes-service-account-token"
+    )
     assert service_account.identifier == "system:serviceaccount:prod:deployer"
     assert service_account.replacement.id == "kubernetes-projected-token"
 
 
-@pytest.mark.parametrize("prefix, long_lived", [("AKIA", True), ("ASIA", False)])
+@pytest.mark.parametrize(("prefix", "long_lived"), [("AKIA", True), ("ASIA", False)])
 def test_aws_key_prefix_sets_lifetime(tmp_path, fake, workspace, prefix, long_lived):
     (tmp_path / "creds").write_text(f"key = {fake.aws_key_id(prefix)}\n")
     result = scan_paths([tmp_path / "creds"], workspace=workspace)

@@ -37,7 +37,8 @@ def test_rule_skips_its_negative_examples(rule):
 def test_rule_is_documented(rule):
     assert len(rule.description) > 20
     assert rule.replacement.summary
-    assert rule.provider and rule.kind
+    assert rule.provider
+    assert rule.kind
 
 
 def test_every_tier_is_used():
@@ -48,7 +49,11 @@ def test_python_re_fallback_finds_the_same(fake):
     token = fake.github()
     engine = Engine(RULES, use_hyperscan=False)
     data = f"GITHUB_TOKEN={token}\n".encode()
-    names = {engine.anchors[index].rule.id for index, _ in engine.scan(data) if engine.anchors[index].rule}
+    names = {
+        engine.anchors[index].rule.id
+        for index, _ in engine.scan(data)
+        if engine.anchors[index].rule
+    }
     assert "github-pat" in names
 
 

@@ -55,7 +55,15 @@ def _table(result: ScanResult, suppressed: int) -> None:
     console = Console(stderr=False)
     if result.findings:
         table = Table(title=f"{len(result.findings)} credentials found", show_lines=False)
-        for column in ("severity", "rule", "location", "secret", "lifetime", "identifier", "replace with"):
+        for column in (
+            "severity",
+            "rule",
+            "location",
+            "secret",
+            "lifetime",
+            "identifier",
+            "replace with",
+        ):
             table.add_column(column, overflow="fold")
         for finding in result.findings:
             lifetime = {True: "long", False: "short", None: "?"}[finding.long_lived]
@@ -105,13 +113,19 @@ def scan(
     ] = None,
     git: Annotated[
         bool,
-        typer.Option("--git", help="Scan the full history of the git repository holding each path."),
+        typer.Option(
+            "--git", help="Scan the full history of the git repository holding each path."
+        ),
     ] = False,
     output_format: Annotated[
-        OutputFormat, typer.Option("--format", help="table for people, json for scripts, sarif for code scanning.")
+        OutputFormat,
+        typer.Option(
+            "--format", help="table for people, json for scripts, sarif for code scanning."
+        ),
     ] = OutputFormat.table,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the report to this file instead of stdout.")
+        Path | None,
+        typer.Option("--output", "-o", help="Write the report to this file instead of stdout."),
     ] = None,
     baseline: Annotated[
         Path | None, typer.Option(help="Accept the findings listed in this baseline file.")
@@ -122,14 +136,18 @@ def scan(
     ] = None,
     fail_on: Annotated[
         str,
-        typer.Option(help="Exit 1 when a finding has this severity or higher: info, low, medium, high, critical or none."),
+        typer.Option(
+            help="Exit 1 when a finding has this severity or higher: info, low, medium, high, critical or none."
+        ),
     ] = "low",
     min_confidence: Annotated[
         str, typer.Option(help="Report findings of this confidence or higher: low, medium or high.")
     ] = "medium",
     workspace: Annotated[
         Path | None,
-        typer.Option(help="Folder holding the HMAC key (default $XDG_STATE_HOME/warden or ~/.local/state/warden)."),
+        typer.Option(
+            help="Folder holding the HMAC key (default $XDG_STATE_HOME/warden or ~/.local/state/warden)."
+        ),
     ] = None,
     max_file_size: Annotated[
         int, typer.Option(help="Skip files (and blobs) larger than this many bytes.")
@@ -137,7 +155,9 @@ def scan(
     rule: Annotated[
         list[str] | None, typer.Option("--rule", help="Run only this rule id. Repeatable.")
     ] = None,
-    list_rules: Annotated[bool, typer.Option("--list-rules", help="List the rules and exit.")] = False,
+    list_rules: Annotated[
+        bool, typer.Option("--list-rules", help="List the rules and exit.")
+    ] = False,
 ) -> None:
     """Find static credentials, tell long-lived from short-lived ones, and name their replacement.
 
@@ -148,7 +168,8 @@ def scan(
         _list_rules()
         return
 
-    from warden.scan import GitError, WorkspaceError, baseline as baseline_file, scan_paths
+    from warden.scan import GitError, WorkspaceError, scan_paths
+    from warden.scan import baseline as baseline_file
     from warden.scan.model import Confidence, Severity
     from warden.scan.rules import RULES
     from warden.scan.sarif import to_sarif
@@ -181,7 +202,9 @@ def scan(
     if write_baseline is not None:
         written = baseline_file.Baseline.from_findings(result.findings, keyring.key_id)
         baseline_file.write(write_baseline, written)
-        typer.echo(f"wrote {len(written.entries)} findings to the baseline {write_baseline}", err=True)
+        typer.echo(
+            f"wrote {len(written.entries)} findings to the baseline {write_baseline}", err=True
+        )
         return
 
     suppressed = 0

@@ -58,10 +58,14 @@ class Baseline:
     @classmethod
     def from_findings(cls, findings: Iterable[Finding], key_id: str) -> Baseline:
         unique = {
-            finding.fingerprint: BaselineEntry(finding.fingerprint, finding.rule_id, finding.path, finding.redacted)
+            finding.fingerprint: BaselineEntry(
+                finding.fingerprint, finding.rule_id, finding.path, finding.redacted
+            )
             for finding in findings
         }
-        entries = sorted(unique.values(), key=lambda entry: (entry.path, entry.rule_id, entry.fingerprint))
+        entries = sorted(
+            unique.values(), key=lambda entry: (entry.path, entry.rule_id, entry.fingerprint)
+        )
         return cls(key_id, tuple(entries))
 
     def to_json(self) -> str:
@@ -79,13 +83,19 @@ def load(path: Path, key_id: str) -> Baseline:
     try:
         document = json.loads(path.read_text())
     except FileNotFoundError:
-        raise BaselineError(f"baseline {path} not found; create it with --write-baseline {path}") from None
+        raise BaselineError(
+            f"baseline {path} not found; create it with --write-baseline {path}"
+        ) from None
     except (OSError, ValueError) as error:
         raise BaselineError(f"baseline {path} is not valid JSON: {error}") from error
     if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise BaselineError(f"baseline {path}: not a Warden scan baseline (missing format {FORMAT!r})")
+        raise BaselineError(
+            f"baseline {path}: not a Warden scan baseline (missing format {FORMAT!r})"
+        )
     if document.get("version") != VERSION:
-        raise BaselineError(f"baseline {path}: version {document.get('version')!r} is not supported")
+        raise BaselineError(
+            f"baseline {path}: version {document.get('version')!r} is not supported"
+        )
     if document.get("key_id") != key_id:
         raise BaselineError(
             f"baseline {path} was written with HMAC key {document.get('key_id')}, but this scan "
@@ -94,7 +104,9 @@ def load(path: Path, key_id: str) -> Baseline:
         )
     try:
         entries = tuple(
-            BaselineEntry(item["fingerprint"], item["rule_id"], item["path"], item.get("redacted", ""))
+            BaselineEntry(
+                item["fingerprint"], item["rule_id"], item["path"], item.get("redacted", "")
+            )
             for item in document.get("findings", [])
         )
     except (KeyError, TypeError) as error:

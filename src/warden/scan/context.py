@@ -137,7 +137,9 @@ def is_placeholder(
     if key and stripped.lower() in set(words(key)):
         return True
     # An identifier such as smtp_password or SOME_PASSWORD names a secret but is none.
-    return bool(_IDENTIFIER.fullmatch(stripped) and any(word in _NAMING_WORDS for word in value_words))
+    return bool(
+        _IDENTIFIER.fullmatch(stripped) and any(word in _NAMING_WORDS for word in value_words)
+    )
 
 
 def is_prose(value: str) -> bool:

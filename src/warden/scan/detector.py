@@ -95,7 +95,9 @@ class Detector:
         self.rules = list(rules)
         self.engine = engine
         # Highest tier first, so that a provider's keyed rule claims a key before the generic ones.
-        self.keyed = sorted((rule for rule in self.rules if rule.is_keyed), key=lambda rule: -rule.tier)
+        self.keyed = sorted(
+            (rule for rule in self.rules if rule.is_keyed), key=lambda rule: -rule.tier
+        )
         self._keys = {rule.id: rule.compiled_keys() for rule in self.keyed}
         # One regex for "any keyed rule could care about this key", to skip most assignments.
         self._any_key = re.compile(
@@ -259,7 +261,7 @@ class Detector:
             return None
         if context.is_placeholder(value, key, PlaceholderPolicy.FORMAT):
             return None
-        first, text = content.window(line_index, rule.lines_before, rule.lines_after)
+        _first, text = content.window(line_index, rule.lines_before, rule.lines_after)
         required = rule.compiled_context()
         if required is not None and not required.search(text):
             return None

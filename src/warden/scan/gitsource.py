@@ -120,7 +120,8 @@ def read_blobs(
         raise GitError(
             "git is not installed or not on PATH; install git to scan history"
         ) from error
-    assert process.stdin is not None and process.stdout is not None
+    assert process.stdin is not None
+    assert process.stdout is not None
 
     def feed() -> None:
         assert process.stdin is not None

@@ -54,7 +54,9 @@ def _rule_descriptor(rule: Rule) -> dict[str, Any]:
 
 
 def _message(finding: Finding) -> str:
-    lifetime = {True: "long-lived", False: "short-lived", None: "lifetime unknown"}[finding.long_lived]
+    lifetime = {True: "long-lived", False: "short-lived", None: "lifetime unknown"}[
+        finding.long_lived
+    ]
     subject = f" ({finding.identifier})" if finding.identifier else ""
     return (
         f"{finding.rule_name}{subject}, {lifetime}, secret {finding.redacted} "

@@ -133,9 +133,6 @@ def redact(secret: str, prefix: str) -> str:
     Without a fixed prefix, at most one character in six is shown (at most four), so an
     8-character password shows one character and a 40-character key four.
     """
-    if prefix and secret.startswith(prefix):
-        shown = prefix
-    else:
-        shown = secret[: min(4, len(secret) // 6)]
+    shown = prefix if prefix and secret.startswith(prefix) else secret[: min(4, len(secret) // 6)]
     first_line = shown.split("\n", 1)[0]
     return f"{first_line}…"

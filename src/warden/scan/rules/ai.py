@@ -3,6 +3,8 @@ LangSmith, Tavily, Firecrawl, Jina."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from warden.scan.model import Confidence, Severity
 from warden.scan.rule import Candidate, Check, Rule, Tier
 from warden.scan.rules import replacements as r
@@ -19,7 +21,7 @@ def _openai(candidate: Candidate) -> Check:
 
 
 def _ai_rule(
-    rule_id: str, name: str, provider: str, pattern: str, prefix: str, example: str, **extra: object
+    rule_id: str, name: str, provider: str, pattern: str, prefix: str, example: str, **extra: Any
 ) -> Rule:
     return Rule(
         id=rule_id,
@@ -36,7 +38,7 @@ def _ai_rule(
             f"{prefix}<your-key>",
             f"{prefix}xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
         ),
-        **extra,  # type: ignore[arg-type]
+        **extra,
     )
 
 

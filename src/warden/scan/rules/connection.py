@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from warden.scan import context, validators
 from warden.scan.model import Confidence, Severity
 from warden.scan.rule import Candidate, Check, Lifetime, Rule, Tier
@@ -54,9 +56,9 @@ def _rule(
     description: str,
     examples: tuple[str, ...],
     negatives: tuple[str, ...],
-    **extra: object,
+    **extra: Any,
 ) -> Rule:
-    options: dict[str, object] = {
+    options: dict[str, Any] = {
         "provider": "Generic",
         "severity": Severity.HIGH,
         "replacement": r.SECRET_STORE,
@@ -64,7 +66,7 @@ def _rule(
         "confidence": Confidence.MEDIUM,
     }
     options.update(extra)
-    return Rule(  # type: ignore[arg-type]
+    return Rule(
         id=rule_id,
         name=name,
         kind=kind,

@@ -5,7 +5,7 @@ Dependency-Track, Postman, Linear, Notion, Figma, Kagi, Django."""
 from __future__ import annotations
 
 from warden.scan.model import Confidence, Severity
-from warden.scan.rule import Check, Lifetime, PlaceholderPolicy, Rule, Tier
+from warden.scan.rule import Check, Lifetime, PlaceholderPolicy
 from warden.scan.rules import replacements as r
 from warden.scan.rules.services import _keyed, _provider
 

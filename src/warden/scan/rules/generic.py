@@ -254,7 +254,9 @@ def _password(candidate: Candidate) -> Check | None:
 
 _COMPARISONS = frozenset({"==", "!=", "===", "!=="})
 # Keyboard and counting runs that mark a made-up value: a1b2c3d4, 123456789, abcdefgh, qwerty.
-_COUNTING = re.compile(r"a1b2c3|d4c3b2a1|123456789|987654321|abcdefgh|qwerty|0123456", re.IGNORECASE)
+_COUNTING = re.compile(
+    r"a1b2c3|d4c3b2a1|123456789|987654321|abcdefgh|qwerty|0123456", re.IGNORECASE
+)
 
 
 def _secret(candidate: Candidate) -> Check | None:

@@ -4,6 +4,8 @@ Twitch, Dropbox, Mapbox), analytics and IoT (Segment, Adafruit, ThingsBoard, Tru
 
 from __future__ import annotations
 
+from typing import Any
+
 from warden.scan.model import Confidence, Severity
 from warden.scan.rule import Check, Lifetime, PlaceholderPolicy, Rule, Tier
 from warden.scan.rules import replacements as r
@@ -20,16 +22,16 @@ def _provider(
     prefix: str,
     description: str,
     example: str,
-    **extra: object,
+    **extra: Any,
 ) -> Rule:
-    options: dict[str, object] = {
+    options: dict[str, Any] = {
         "tier": Tier.PROVIDER,
         "severity": Severity.HIGH,
         "replacement": r.SECRET_STORE,
         "negative_examples": (f"{prefix}<token>", f"{prefix}xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
     }
     options.update(extra)
-    return Rule(  # type: ignore[arg-type]
+    return Rule(
         id=rule_id,
         name=name,
         provider=provider,
@@ -52,16 +54,16 @@ def _keyed(
     description: str,
     example: str,
     negative: str,
-    **extra: object,
+    **extra: Any,
 ) -> Rule:
-    options: dict[str, object] = {
+    options: dict[str, Any] = {
         "tier": Tier.KEYED,
         "severity": Severity.HIGH,
         "replacement": r.SECRET_STORE,
         "placeholder": PlaceholderPolicy.VALUE,
     }
     options.update(extra)
-    return Rule(  # type: ignore[arg-type]
+    return Rule(
         id=rule_id,
         name=name,
         provider=provider,
@@ -187,8 +189,12 @@ RULES = (
         "DD_API_KEY=<DATADOG_API_KEY>",
     ),
     _provider(
-        "adobe-client-secret", "Adobe OAuth client secret", "Adobe", "oauth_client_secret",
-        r"\b(?P<secret>p8e-[A-Za-z0-9_-]{32})(?![A-Za-z0-9_-])", "p8e-",
+        "adobe-client-secret",
+        "Adobe OAuth client secret",
+        "Adobe",
+        "oauth_client_secret",
+        r"\b(?P<secret>p8e-[A-Za-z0-9_-]{32})(?![A-Za-z0-9_-])",
+        "p8e-",
         "`p8e-` followed by 32 base64url characters (Adobe Developer Console credentials).",
         'ADOBE_CLIENT_SECRET="p8e-3wlMvTgbqvXQqwuW8Y9XW1tSnBc0np9B"',
         anchor=r"p8e-[A-Za-z0-9_-]{32}",
