@@ -11,7 +11,7 @@ from .noseyparker import MAPPING, NOT_COVERED, evaluate, load
 pytestmark = pytest.mark.datasets
 
 # Negatives that Warden flags on purpose: each is a credential by Warden's reading, and the
-# Nosey Parker label only says that one particular regex must not reach it.
+# Nosey Parker label only means that one particular regex must not match it.
 KNOWN_FLAGS = {
     (
         "np.auth0.1",

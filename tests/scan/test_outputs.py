@@ -123,7 +123,7 @@ def test_inline_allow_suppresses_a_finding(tmp_path, fake, keyring):
     assert result.stats.findings_suppressed_inline == 2
 
 
-def test_malformed_files_are_skipped_or_read_with_a_warning(tmp_path, fake, keyring):
+def test_malformed_files_raise_warnings(tmp_path, fake, keyring):
     folder = tmp_path / "mixed"
     folder.mkdir()
     (folder / "image.bin.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00" + os.urandom(2048))
