@@ -132,6 +132,7 @@ class Analyzer:
         self.context = RequestContext(as_of=as_of)
         self.as_of = as_of
         self._group_levels: dict[str, Privilege] = {}
+        self._trust_index: dict[str, list[Principal]] | None = None
 
     def run(self) -> IamAnalysis:
         principals = self.details.principals
@@ -231,13 +232,34 @@ class Analyzer:
 
     def _assumable(self, principal: Principal) -> list[Hop]:
         hops: list[Hop] = []
-        for role in self.details.roles():
+        for role in self._trust_candidates(principal):
             if role.arn == principal.arn:
                 continue
             hop = self.can_assume(principal, role)
             if hop is not None:
                 hops.append(hop)
         return hops
+
+    def _trust_candidates(self, principal: Principal) -> list[Principal]:
+        """Return the roles whose trust policy could name `principal`, without evaluating it.
+
+        The index keeps the work in proportion to the trust statements that mention a
+        principal, instead of comparing every principal with every role.
+        """
+        if self._trust_index is None:
+            index: dict[str, list[Principal]] = {}
+            for role in self.details.roles():
+                for key in {_trust_key(value) for st in role.trust for value in st.aws_principals}:
+                    index.setdefault(key, []).append(role)
+            self._trust_index = index
+        keys = {principal.arn, f"account:{principal.account}", "*"}
+        if principal.kind == "role":
+            keys.add(f"session:{principal.account}:{principal.name}")
+        found: dict[str, Principal] = {}
+        for key in keys:
+            for role in self._trust_index.get(key, ()):
+                found[role.arn] = role
+        return list(found.values())
 
     def can_assume(self, principal: Principal, role: Principal) -> Hop | None:
         trust = Tri.FALSE
@@ -469,6 +491,21 @@ def _trust_names(
                     f"{role.name}'s trust policy names session {session} of {principal.name}",
                 )
     return None
+
+
+def _trust_key(value: str) -> str:
+    """Index key of a trust policy's AWS principal: an ARN, an account, a session, or `*`."""
+    if value == "*":
+        return "*"
+    if value.isdigit():
+        return f"account:{value}"
+    parts = value.split(":")
+    if value.startswith("arn:") and value.endswith(":root") and len(parts) >= 5:
+        return f"account:{parts[4]}"
+    if value.startswith("arn:") and ":assumed-role/" in value and len(parts) >= 5:
+        role_name = value.split(":assumed-role/", 1)[1].split("/", 1)[0]
+        return f"session:{parts[4]}:{role_name}"
+    return value
 
 
 def _trusts_service(role: Principal, service: str) -> bool:
