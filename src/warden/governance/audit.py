@@ -32,7 +32,7 @@ from warden.governance.workspace import IngestStats, Workspace
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1"
+LOGGED_WARNINGS = 20
 # progress(stage, done, total): bytes of log files read so far, for a progress bar.
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -183,8 +183,14 @@ def run_audit(options: AuditOptions) -> AuditReport:
         key=lambda i: (-risks[i.id].score, i.id),
     )
     humans = sorted((i for i in inventory.identities.values() if i.human), key=lambda i: i.id)
-    for warning in inventory.warnings:
+    # The report lists every warning; the log gets the first few and a count.
+    for warning in inventory.warnings[:LOGGED_WARNINGS]:
         log.warning("input problem", extra={"path": warning.path, "error": warning.message})
+    if len(inventory.warnings) > LOGGED_WARNINGS:
+        log.warning(
+            "more input problems are listed in the report",
+            extra={"error": f"{len(inventory.warnings) - LOGGED_WARNINGS} not logged"},
+        )
     return AuditReport(
         as_of=as_of,
         generated_at=datetime.now(UTC),

@@ -11,6 +11,9 @@ from warden.governance.model import Credential, Finding, Identity, Severity
 if TYPE_CHECKING:
     from warden.governance.audit import AuditReport
 
+# Increased when a field is removed, renamed or changes meaning; new fields keep the version.
+SCHEMA_VERSION = "1"
+
 
 def _time(moment: datetime | None) -> str | None:
     if moment is None:
@@ -97,7 +100,7 @@ def report_to_json(report: AuditReport) -> dict[str, Any]:
     for finding in report.findings:
         by_check[finding.check] = by_check.get(finding.check, 0) + 1
     return {
-        "schema_version": "1",
+        "schema_version": SCHEMA_VERSION,
         "tool": {"name": "warden", "version": __version__},
         "as_of": _time(report.as_of),
         "generated_at": _time(report.generated_at),
