@@ -282,16 +282,18 @@ class WardenServer:
         )
 
     def _build_grpc_server(self) -> grpc.aio.Server:
+        from warden.server.metrics import RpcMetricsInterceptor
         from warden.server.services.admin import add_admin_services
         from warden.server.services.agent import add_agent_service
 
         server = grpc.aio.server(
+            interceptors=[RpcMetricsInterceptor(self.metrics)],
             options=[
                 ("grpc.max_receive_message_length", 16 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5000),
-            ]
+            ],
         )
         add_agent_service(server, self)
         add_admin_services(server, self)
@@ -310,7 +312,7 @@ class WardenServer:
             self._http.append(listener)
         if options.prometheus_port is not None:
             listener = HttpListener(
-                metrics_app(),
+                metrics_app(self.metrics.registry),
                 options.prometheus_host or "localhost",
                 options.prometheus_port,
                 "metrics",
@@ -414,8 +416,10 @@ class WardenServer:
 
     async def _rotate(self) -> None:
         now = self.clock()
-        changed = await asyncio.to_thread(self.ca.rotate, now)
+        with self.metrics.call("ca", "manager", "rotate"):
+            changed = await asyncio.to_thread(self.ca.rotate, now)
         if changed:
+            self.metrics.count("ca", "manager", "bundle", "changed")
             await self._refresh_bundle(force=True)
         if self._server_svid_renew_at is not None and now >= self._server_svid_renew_at:
             await self._renew_server_svid()

@@ -9,6 +9,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Generator
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -126,11 +127,11 @@ class HealthStatus:
         return self._live and self._ready, dict(self._detail)
 
 
-def metrics_app() -> Starlette:
+def metrics_app(registry: Any) -> Starlette:
     """Prometheus metrics in the text exposition format, at `/metrics` (and `/`)."""
-    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     async def metrics(request: Request) -> Response:
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return Starlette(routes=[Route("/metrics", metrics), Route("/", metrics)])

@@ -12,7 +12,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import grpc
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Summary
 
 PREFIX = "spire_server"
@@ -22,6 +24,7 @@ class Metrics:
     """The server's metrics. One instance per registry (tests use their own registry)."""
 
     def __init__(self, registry: CollectorRegistry = REGISTRY, prefix: str = PREFIX) -> None:
+        self.registry = registry
         self._registry = registry
         self._prefix = prefix
         self._counters: dict[str, Counter] = {}
@@ -75,3 +78,67 @@ class Metrics:
 
     def count(self, *keys: str, amount: float = 1.0) -> None:
         self.counter(keys, f"Count of {'.'.join(keys)}").inc(amount)
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Counts and times every RPC as SPIRE's `rpc.<service>.<method>` call counter."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        # "/warden.server.v1.AgentAPI/AttestAgent" -> ("rpc", "warden_server_v1", "agent_api", "attest_agent")
+        service, _, method = details.method.lstrip("/").rpartition("/")
+        package, _, service_name = service.rpartition(".")
+        keys = ("rpc", package.replace(".", "_"), _snake(service_name), _snake(method))
+        metrics = self._metrics
+
+        def wrap_unary(function: Any) -> Any:
+            async def wrapped(request: Any, context: Any) -> Any:
+                with metrics.call(*keys):
+                    return await function(request, context)
+
+            return wrapped
+
+        def wrap_stream(function: Any) -> Any:
+            async def wrapped(request: Any, context: Any) -> Any:
+                with metrics.call(*keys):
+                    result = function(request, context)
+                    if hasattr(result, "__aiter__"):
+                        async for item in result:
+                            yield item
+                    else:
+                        await result
+
+            return wrapped
+
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                wrap_unary(handler.unary_unary),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                wrap_unary(handler.stream_unary),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                wrap_stream(handler.unary_stream),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            wrap_stream(handler.stream_stream),
+            handler.request_deserializer,
+            handler.response_serializer,
+        )
