@@ -224,6 +224,38 @@ def test_build_from_csr_rejects_bad_signature(
         build_x509_svid_from_csr(ca, WORKLOAD, bytes(der), now)
 
 
+@pytest.mark.parametrize("padding_name", ["pkcs1", "pss"])
+def test_load_csr_checks_rsa_signatures(padding_name: str) -> None:
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rsa-workload")])
+    )
+    if padding_name == "pss":
+        request = builder.sign(
+            key,
+            hashes.SHA256(),
+            rsa_padding=padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32),
+        )
+    else:
+        request = builder.sign(key, hashes.SHA256())
+    der = bytearray(request.public_bytes(serialization.Encoding.DER))
+
+    assert load_csr(bytes(der)).public_key() == key.public_key()
+    der[der.index(b"rsa-workload")] ^= 0x01  # Change the signed subject, not the signature.
+    with pytest.raises(X509SvidError, match="signature does not verify"):
+        load_csr(bytes(der))
+
+
+def test_load_csr_rejects_changed_ec_request(leaf_key: ec.EllipticCurvePrivateKey) -> None:
+    der = bytearray(_csr(leaf_key).public_bytes(serialization.Encoding.DER))
+    der[der.index(b"evil")] ^= 0x01
+
+    with pytest.raises(X509SvidError, match="signature does not verify"):
+        load_csr(bytes(der))
+
+
 def test_load_csr_accepts_pem_and_der(leaf_key: ec.EllipticCurvePrivateKey) -> None:
     request = _csr(leaf_key)
 
