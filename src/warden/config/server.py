@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from pydantic import Field, InstanceOf, SecretStr, field_validator
 
 from warden.config.common import HealthChecks, Telemetry
+from warden.config.credentials import Database, TokenExchange
 from warden.config.decode import DecodeContext, Section, decode_section
 from warden.config.duration import format_duration
 from warden.config.errors import Diagnostic
@@ -41,6 +42,7 @@ from warden.config.server_plugins import (
 )
 from warden.config.values import (
     Bool,
+    Int,
     ConfigPath,
     Host,
     KeyType,
@@ -141,6 +143,9 @@ class ServerSettings(Section):
     jwt_issuer: Str | None = None
     admin_ids: SpiffeIdList = ()
     audit_log_enabled: Bool = False
+    #: Warden: processes that sign X509-SVIDs beside the server process, so that signing
+    #: uses every core; -1 starts one per core (none on a single core), 0 signs in-process.
+    signing_workers: Int = -1
     disable_jwt_svids: Bool = False
     ratelimit: RateLimit = RateLimit()
 
@@ -231,6 +236,8 @@ class ServerConfig(Section):
     health_checks: HealthChecks = HealthChecks()
     telemetry: Telemetry = Telemetry()
     http_api: HttpApi | None = None
+    token_exchange: TokenExchange | None = None
+    database: Database | None = None
 
     #: Warnings found while loading, for `log_warnings` once logging is configured.
     warnings: tuple[Diagnostic, ...] = Field(

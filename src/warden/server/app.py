@@ -40,6 +40,7 @@ from warden.server.nodes import NodeCache
 from warden.server.options import ServerOptions
 from warden.server.ratelimit import ATTESTATION_PER_SECOND, SIGNING_PER_SECOND, RateLimiter
 from warden.server.signing import SigningService, svid_message
+from warden.server.signing_pool import SigningPool, default_worker_count
 from warden.server.sync import SyncHub
 from warden.server.transport import Listeners, Peer, PeerRegistry
 from warden.spiffe import SpiffeId, TrustDomain
@@ -92,6 +93,10 @@ class WardenServer:
         self.cache = EntryCache(str(options.server_spiffe_id))
         self.hub = SyncHub(self.cache, lambda: int(self.clock().timestamp()))
         self.signing = SigningService(self)
+        workers = (
+            options.signing_workers if options.signing_workers >= 0 else default_worker_count()
+        )
+        self.signing_pool = SigningPool(workers)
         self.attestors: dict[str, Any] = {}
         self.server_id = ""
         self.datastore: Any = None
@@ -104,6 +109,8 @@ class WardenServer:
         self._grpc: grpc.aio.Server | None = None
         self._listeners: Listeners | None = None
         self._http: list[HttpListener] = []
+        # The HTTP API and the credential brokers; set at start (see warden.server.httpapi).
+        self.credentials: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._private_dir: Path | None = None
         self._bundle: Bundle | None = None
@@ -156,6 +163,7 @@ class WardenServer:
         self.tls_port = await self._listeners.start_tls(options.bind_address, options.bind_port)
         await self._listeners.start_admin_socket(options.socket_path)
         await self._start_http()
+        await self._start_credentials()
 
         self._tasks = [
             asyncio.create_task(
@@ -193,10 +201,13 @@ class WardenServer:
                 await task
         for listener in self._http:
             await listener.stop()
+        if self.credentials is not None:
+            await self.credentials.stop()
         if self._listeners is not None:
             await self._listeners.close()
         if self._grpc is not None:
             await self._grpc.stop(grace=1.0)
+        await asyncio.to_thread(self.signing_pool.close)
         if self.follower is not None:
             await self.follower.stop()
         if self.nodes is not None:
@@ -320,6 +331,15 @@ class WardenServer:
             await listener.start()
             self._http.append(listener)
 
+    async def _start_credentials(self) -> None:
+        options = self.options
+        if options.http_api is None and options.database is None:
+            return
+        from warden.server.httpapi import CredentialsRuntime
+
+        self.credentials = CredentialsRuntime(self)
+        await self.credentials.start()
+
     # -- TLS and bundles ------------------------------------------------------------------------
 
     def _is_own_domain(self, spiffe_id: SpiffeId) -> bool:
@@ -439,7 +459,9 @@ class WardenServer:
         await self.follower.apply(entry_ids)
 
     async def entry_deleted(self, entry: Any, actor: str) -> None:
-        """Hook for what must follow an entry's deletion (credential leases, later)."""
+        """Revoke the credential leases of the entry's SPIFFE ID if no other entry carries it."""
+        if self.credentials is not None:
+            await self.credentials.entry_deleted(entry, actor)
 
     def check_entry_ttls(self, message: Any) -> None:
         for name in ("x509_svid_ttl", "jwt_svid_ttl"):

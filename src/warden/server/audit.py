@@ -33,7 +33,8 @@ class AuditWriter:
         self._server_id = server_id
         self._batch_size = batch_size
         self._flush_interval = flush_interval
-        self._queue: asyncio.Queue[tuple[AuditEvent, asyncio.Future[None]]] = asyncio.Queue()
+        # Each item is one caller's records and the future that caller awaits.
+        self._queue: asyncio.Queue[tuple[list[AuditEvent], asyncio.Future[None]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.records = 0
@@ -57,8 +58,16 @@ class AuditWriter:
 
     async def record(self, event: AuditEvent) -> None:
         """Append `event`; return once it is committed (raise if the append failed)."""
-        if not event.server_id:
-            event = AuditEvent(
+        await self.record_many([event])
+
+    async def record_many(self, events: Sequence[AuditEvent]) -> None:
+        """Append `events`; return once all are committed (raise if the append failed)."""
+        if not events:
+            return
+        stamped = [
+            event
+            if event.server_id
+            else AuditEvent(
                 action=event.action,
                 actor=event.actor,
                 subject=event.subject,
@@ -66,12 +75,11 @@ class AuditWriter:
                 time=event.time,
                 server_id=self._server_id,
             )
+            for event in events
+        ]
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self._queue.put((event, future))
+        await self._queue.put((stamped, future))
         await future
-
-    async def record_many(self, events: Sequence[AuditEvent]) -> None:
-        await asyncio.gather(*(self.record(event) for event in events))
 
     async def _run(self) -> None:
         while True:
@@ -79,18 +87,22 @@ class AuditWriter:
             batch = [first]
             if self._flush_interval > 0:
                 await asyncio.sleep(self._flush_interval)
-            while len(batch) < self._batch_size and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            count = len(first[0])
+            while count < self._batch_size and not self._queue.empty():
+                item = self._queue.get_nowait()
+                batch.append(item)
+                count += len(item[0])
+            events = [event for item_events, _ in batch for event in item_events]
             try:
-                await asyncio.to_thread(self._append, [event for event, _ in batch])
+                await asyncio.to_thread(self._append, events)
             except Exception as error:
-                log.error("audit append failed", extra={"count": len(batch), "error": str(error)})
+                log.error("audit append failed", extra={"count": len(events), "error": str(error)})
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
             else:
                 self.batches += 1
-                self.records += len(batch)
+                self.records += len(events)
                 for _, future in batch:
                     if not future.done():
                         future.set_result(None)

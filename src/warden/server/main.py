@@ -64,6 +64,8 @@ def options_from_config(config: Any) -> ServerOptions:
         "common_name": subject.common_name,
     }
     prometheus = config.telemetry.prometheus
+    from warden.server.httpapi import credential_options
+
     return ServerOptions(
         trust_domain=server.trust_domain,
         data_dir=Path(server.data_dir),
@@ -95,8 +97,10 @@ def options_from_config(config: Any) -> ServerOptions:
         ready_path=config.health_checks.ready_path,
         prometheus_host=prometheus.host if prometheus is not None else None,
         prometheus_port=prometheus.port if prometheus is not None else None,
+        signing_workers=server.signing_workers,
         ratelimit_attestation=server.ratelimit.attestation,
         ratelimit_signing=server.ratelimit.signing,
+        **credential_options(config),
     )
 
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from warden.spiffe import SpiffeId, TrustDomain
+
+if TYPE_CHECKING:
+    from warden.credentials import DatabaseSettings, TokenExchangeSettings
 
 DEFAULT_SOCKET_PATH = Path("/tmp/spire-server/private/api.sock")  # noqa: S108 - SPIRE's default
 
@@ -23,6 +26,16 @@ class UpstreamDisk:
     cert_file_path: Path
     key_file_path: Path
     bundle_file_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class HttpApiOptions:
+    """The HTTP API listener; without cert_file and key_file it serves plain HTTP."""
+
+    bind_address: str = "127.0.0.1"
+    bind_port: int = 8443
+    cert_file: Path | None = None
+    key_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,14 @@ class ServerOptions:
     prometheus_host: str | None = None
     prometheus_port: int | None = None
 
+    # The HTTP API and the credential brokers (warden.server.httpapi); None means off.
+    http_api: HttpApiOptions | None = None
+    token_exchange: TokenExchangeSettings | None = None
+    database: DatabaseSettings | None = None
+    database_sweep_interval: timedelta = timedelta(seconds=5)
+
+    # Processes that sign X509-SVIDs beside the server process; -1 means one per core.
+    signing_workers: int = 0
     ratelimit_attestation: bool = True
     ratelimit_signing: bool = True
     join_token_ttl: timedelta = timedelta(seconds=600)

@@ -6,6 +6,7 @@ mint` / `jwt mint`, goes through here and lands in the audit log before it is re
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -16,6 +17,14 @@ from cryptography.hazmat.primitives import serialization
 
 from warden.api.server.v1 import types_pb2
 from warden.server.entry_cache import CachedEntry
+from warden.server.signing_pool import (
+    MIN_POOL_BATCH,
+    SignedChain,
+    SignRequest,
+    TemplateCache,
+    sign_or_explain,
+    sign_with_template,
+)
 from warden.spiffe import SpiffeError, SpiffeId
 from warden.spiffe.x509svid import load_csr
 from warden.store.models import AuditEvent
@@ -35,9 +44,7 @@ def public_key_from_csr(csr_der: bytes) -> Any:
     try:
         csr = load_csr(csr_der)
     except (ValueError, SpiffeError) as error:
-        raise SigningError(f"invalid CSR: {error}") from None
-    if not csr.is_signature_valid:
-        raise SigningError("invalid CSR: its signature does not verify with its own key")
+        raise SigningError(str(error)) from None
     return csr.public_key()
 
 
@@ -49,15 +56,12 @@ def svid_message(spiffe_id: str, chain: Sequence[x509.Certificate]) -> types_pb2
     )
 
 
-def _serial(certificate: x509.Certificate) -> str:
-    return format(certificate.serial_number, "x")
-
-
 class SigningService:
     """Signs X509-SVIDs and JWT-SVIDs for agents and operators."""
 
     def __init__(self, server: WardenServer) -> None:
         self._server = server
+        self._templates = TemplateCache()
 
     @property
     def _now(self) -> Callable[[], datetime]:
@@ -77,32 +81,57 @@ class SigningService:
 
     def sign_x509(
         self, spiffe_id: str, csr_der: bytes, ttl: timedelta, dns_names: Sequence[str]
-    ) -> list[x509.Certificate]:
+    ) -> SignedChain:
         """Check the CSR and sign; the CPU-bound core of every X509-SVID issued."""
-        public_key = public_key_from_csr(csr_der)
-        return self._server.ca.sign_x509_svid(
-            SpiffeId.parse(spiffe_id),
-            public_key,
-            ttl=ttl,
-            dns_names=list(dns_names),
-            now=self._now(),
+        return sign_with_template(
+            self._templates.get(self._server.ca.x509_ca, self._now()),
+            SignRequest(spiffe_id, csr_der, ttl.total_seconds(), tuple(dns_names)),
+            self._now(),
         )
 
     async def sign_entries(
         self, agent_id: str, items: Sequence[tuple[CachedEntry, bytes]]
     ) -> list[types_pb2.X509SVID | SigningError]:
-        """Sign one SVID per (entry, CSR); audit them all in one batch before returning."""
+        """Sign one SVID per (entry, CSR); audit them all in one batch before returning.
+
+        Large batches go to the signing workers when the server has them.
+        """
+        now = self._now()
+        requests = [
+            SignRequest(
+                entry.spiffe_id,
+                csr,
+                self._x509_ttl(entry.x509_svid_ttl).total_seconds(),
+                entry.dns_names,
+            )
+            for entry, csr in items
+        ]
+        pool = self._server.signing_pool
+        outcomes: list[SignedChain | str]
+        if pool.enabled and len(items) >= MIN_POOL_BATCH:
+            outcomes = await pool.sign(self._server.ca.x509_ca, requests, now)
+        else:
+            template = self._templates.get(self._server.ca.x509_ca, now)
+            outcomes = []
+            for index, request in enumerate(requests):
+                outcomes.append(sign_or_explain(template, request, now))
+                if index % 32 == 31:
+                    # Let other calls and the audit writer run during a large batch.
+                    await asyncio.sleep(0)
+
         results: list[types_pb2.X509SVID | SigningError] = []
         events = []
-        for entry, csr_der in items:
-            try:
-                chain = self.sign_x509(
-                    entry.spiffe_id, csr_der, self._x509_ttl(entry.x509_svid_ttl), entry.dns_names
-                )
-            except SigningError as error:
-                results.append(error)
+        for (entry, _), outcome in zip(items, outcomes, strict=True):
+            if isinstance(outcome, str):
+                results.append(SigningError(outcome))
                 continue
-            results.append(svid_message(entry.spiffe_id, chain))
+            results.append(
+                types_pb2.X509SVID(
+                    spiffe_id=entry.spiffe_id,
+                    cert_chain=outcome.chain,
+                    expires_at=outcome.not_after,
+                )
+            )
             events.append(
                 AuditEvent(
                     action="svid.x509.sign",
@@ -110,8 +139,8 @@ class SigningService:
                     subject=entry.spiffe_id,
                     details={
                         "entry_id": entry.id,
-                        "serial": _serial(chain[0]),
-                        "expires_at": chain[0].not_valid_after_utc.isoformat(),
+                        "serial": format(outcome.serial_number, "x"),
+                        "expires_at": outcome.not_after,
                         "owner": entry.owner,
                     },
                 )
@@ -152,23 +181,24 @@ class SigningService:
     ) -> types_pb2.X509SVID:
         """Sign an X509-SVID for an operator (`warden x509 mint`), with no entry behind it."""
         parsed = self._check_own_domain(spiffe_id)
-        chain = self.sign_x509(str(parsed), csr_der, self._x509_ttl(ttl_seconds), dns_names)
+        signed = self.sign_x509(str(parsed), csr_der, self._x509_ttl(ttl_seconds), dns_names)
+        if isinstance(signed, str):
+            raise SigningError(signed)
+        serial = format(signed.serial_number, "x")
         await self._server.audit.record(
             AuditEvent(
                 action="svid.x509.mint",
                 actor=actor,
                 subject=str(parsed),
-                details={
-                    "serial": _serial(chain[0]),
-                    "expires_at": chain[0].not_valid_after_utc.isoformat(),
-                },
+                details={"serial": serial, "expires_at": signed.not_after},
             )
         )
         log.info(
-            "X509-SVID minted",
-            extra={"spiffe_id": str(parsed), "caller": actor, "serial": _serial(chain[0])},
+            "X509-SVID minted", extra={"spiffe_id": str(parsed), "caller": actor, "serial": serial}
         )
-        return svid_message(str(parsed), chain)
+        return types_pb2.X509SVID(
+            spiffe_id=str(parsed), cert_chain=signed.chain, expires_at=signed.not_after
+        )
 
     async def mint_jwt(
         self, spiffe_id: str, audience: Sequence[str], ttl_seconds: int, actor: str
