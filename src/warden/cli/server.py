@@ -75,6 +75,69 @@ def server_run(
     raise typer.Exit(run_server(config, expand_env=expand_env))
 
 
+@server_app.command("validate")
+def server_validate(
+    config: Annotated[
+        str, typer.Option("-config", "--config", help="Path to the server's HCL configuration")
+    ] = "server.conf",
+    expand_env: Annotated[
+        bool,
+        typer.Option(
+            "-expandEnv", "--expandEnv", help="Expand $VARIABLES in the configuration file"
+        ),
+    ] = False,
+) -> None:
+    """Check a server configuration file without starting the server."""
+    from warden.config import ConfigError
+    from warden.server.main import load_options
+
+    try:
+        _, loaded = load_options(config, expand_env)
+    except ConfigError as error:
+        fail(str(error))
+    except OSError as error:
+        fail(f"cannot read configuration {config}: {error.strerror}")
+    for warning in loaded.warnings:
+        console.print(f"[yellow]Warning:[/] {warning}")
+    console.print(f"Configuration {config} is valid.")
+
+
+datastore_app = typer.Typer(help="Prepare the server's datastore.", no_args_is_help=True)
+
+
+@datastore_app.command("migrate")
+def datastore_migrate(
+    database: Annotated[
+        str,
+        typer.Option("-database", "--database", help="SQLite path or PostgreSQL connection string"),
+    ] = "",
+) -> None:
+    """Bring a datastore to the newest schema, as the role that owns its tables."""
+    from warden.store.engine import migrate_datastore
+
+    if not database:
+        fail(
+            "-database is required, for example -database 'dbname=warden user=warden_owner host=db'"
+        )
+    changed = migrate_datastore(database)
+    console.print("Schema migrated." if changed else "Schema already current.")
+
+
+@datastore_app.command("grants")
+def datastore_grants(
+    role: Annotated[
+        str, typer.Option("-role", "--role", help="PostgreSQL role the servers connect as")
+    ] = "",
+) -> None:
+    """Print the GRANT statements for a restricted PostgreSQL role that runs the server."""
+    from warden.store.roles import server_role_grants
+
+    if not role:
+        fail("-role is required, for example -role warden_server")
+    for statement in server_role_grants(role):
+        print(f"{statement};")
+
+
 # -- entries --------------------------------------------------------------------------------
 
 entry_app = typer.Typer(help="Manage registration entries.", no_args_is_help=True)
@@ -1034,3 +1097,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(jwt_app, name="jwt")
     app.command("healthcheck")(healthcheck)
     app.add_typer(audit_log_app, name="audit-log")
+    app.add_typer(datastore_app, name="datastore")

@@ -86,6 +86,7 @@ def options_from_config(config: Any) -> ServerOptions:
         admin_ids=tuple(server.admin_ids),
         datastore=datastore,
         datastore_type=datastore_data.database_type,
+        datastore_migrate=not datastore_data.disable_migration,
         key_manager=key_manager,
         keys_path=Path(keys_path) if keys_path else None,
         upstream=upstream,

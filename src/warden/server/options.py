@@ -63,6 +63,8 @@ class ServerOptions:
     # Datastore: a URL or SPIRE connection string; empty means SQLite in data_dir.
     datastore: str = ""
     datastore_type: str = "sqlite3"
+    # False for a server that runs as a restricted role after an operator migrated the schema.
+    datastore_migrate: bool = True
     key_manager: str = "disk"
     keys_path: Path | None = None
     upstream: UpstreamDisk | None = None
