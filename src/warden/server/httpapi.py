@@ -12,8 +12,8 @@ Routes (the OIDC ones also under the issuer's path, when `jwt_issuer` has one):
     GET  /v1/leases                          list one's own leases, or any for an admin
 
 The listener serves TLS with the operator's certificate (`cert_file`, `key_file`), the one
-cloud providers verify when they fetch the JWKS, and asks clients for a certificate
-without requiring one. A client certificate must chain to the trust bundle and be an
+cloud providers verify when they fetch the JWKS, and requests a client
+certificate without requiring one. A client certificate must chain to the trust bundle and be an
 X509-SVID of this trust domain; its SPIFFE ID then identifies the caller. Without
 `cert_file` the listener speaks plain HTTP, for loopback or behind a proxy that terminates
 TLS; the endpoints that need mTLS then answer 401.
@@ -65,7 +65,7 @@ LEASE_RETENTION = timedelta(days=30)
 # RFC 6749 section 5.1: token responses must not be cached.
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _FORM = "application/x-www-form-urlencoded"
-# The `error` code of the database API's answers, by HTTP status.
+# `error` codes of the database API's responses, by HTTP status.
 _LEASE_ERROR_CODES = {
     403: "forbidden",
     404: "not_found",

@@ -27,6 +27,7 @@ from warden.store.engine import (
     upgrade_schema,
 )
 from warden.store.entries import EntryStore
+from warden.store.leases import LeaseStore
 from warden.store.nodes import NodeStore
 from warden.store.tokens import TokenStore
 from warden.store.urls import SQLITE_FILE_NAME, describe_url, sqlite_url, to_sqlalchemy_url
@@ -34,7 +35,7 @@ from warden.store.urls import SQLITE_FILE_NAME, describe_url, sqlite_url, to_sql
 log = logging.getLogger(__name__)
 
 
-class Datastore(EntryStore, NodeStore, TokenStore, BundleJournalStore, AuditLogStore):
+class Datastore(EntryStore, NodeStore, TokenStore, BundleJournalStore, AuditLogStore, LeaseStore):
     """Warden's server datastore on SQLite or PostgreSQL.
 
     Implements warden.pki's `JournalStore` and `BundleStore` protocols.

@@ -137,15 +137,21 @@ class RegistryReader:
             after = page[-1].spiffe_id
 
     def leases(self) -> Iterator[RegistryLease]:
-        """Yield the leases of brokered credentials."""
-        # TODO: read the leases table once the credentials broker's migration adds it; until
-        # then a datastore has no leases.
-        if inspect(self._store.engine).has_table("leases"):
-            log.warning(
-                "the datastore has a leases table that this registry reader does not read yet; "
-                "leases are left out of the inventory"
+        """Yield the leases of brokered credentials, revoked ones included, in id order."""
+        # A datastore written by a Warden older than the leases migration has no table.
+        if not inspect(self._store.engine).has_table("leases"):
+            return
+        for lease in self._store.iter_leases():
+            yield RegistryLease(
+                lease_id=lease.lease_id,
+                kind=lease.kind,
+                spiffe_id=lease.spiffe_id,
+                owners=lease.owners,
+                created_at=lease.created_at,
+                expires_at=lease.expires_at,
+                revoked_at=lease.revoked_at,
+                detail=dict(lease.details),
             )
-        return iter(())
 
     def audit_records(
         self,

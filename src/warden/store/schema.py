@@ -1,8 +1,8 @@
 """The datastore's tables, as SQLAlchemy Core metadata.
 
 The Alembic migrations under `migrations/versions` create these tables; a test checks that
-the migrated schema and this metadata agree. Later revisions add tables (leases, the JWT
-`jti` replay cache) here and in a new migration.
+the migrated schema and this metadata agree. Each later revision adds its tables here and in
+a new migration (0002 added the credential leases and the JWT `jti` replay cache).
 
 Long text values (SPIFFE IDs up to 2048 bytes, selector values up to 4096 bytes) are kept out
 of multi-column indexes, because a PostgreSQL btree index row is limited to about 2.7 kB.
@@ -231,6 +231,47 @@ audit_head = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
+# Leases of brokered credentials (database users today). `lease_id` has the form
+# `<kind>/<connection>/<role>/<random>`, so revoking by prefix is a range scan of the primary
+# key ("C" collation on PostgreSQL, where LIKE 'prefix%' needs it to use the index). `details`
+# is JSON of non-secret, kind-specific facts such as the database user name; no password is
+# ever stored. A server that revokes a lease first claims it (`claimed_by`, `claimed_until`),
+# so servers sharing the database never revoke one lease twice, and a claim left by a server
+# that crashed lapses at `claimed_until`.
+leases = Table(
+    "leases",
+    metadata,
+    Column("lease_id", EntryId, primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("spiffe_id", Text, nullable=False),
+    Column("owners", Text, nullable=False),
+    Column("details", Text, nullable=False),
+    Column("server_id", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("max_expires_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Column("revoke_reason", String(32), nullable=True),
+    Column("claimed_by", Text, nullable=True),
+    Column("claimed_until", UtcDateTime, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Index(None, "expires_at"),
+    Index(None, "spiffe_id"),
+)
+
+# `jti` values of the JWTs that token exchange accepted, kept until the token expires so that
+# a replay is caught by any server sharing the database. `key` is the hex SHA-256 of the
+# issuing trust domain and the `jti`, which bounds the key's size whatever the token carries.
+jti_replay = Table(
+    "jti_replay",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index(None, "expires_at"),
+)
+
 #: Tables whose rows the server role may insert, update and delete.
 MUTABLE_TABLES = (
     "registration_entries",
@@ -243,4 +284,6 @@ MUTABLE_TABLES = (
     "join_tokens",
     "bundles",
     "ca_journals",
+    "leases",
+    "jti_replay",
 )
