@@ -237,3 +237,13 @@ def test_credential_report_without_arn_column(tmp_path):
     assert warning.line == 1
     assert "missing required columns arn" in warning.message
     assert report.identities == []
+
+
+def test_file_above_object_limit_is_streamed(tmp_path, monkeypatch):
+    from warden.governance import workspace as workspace_module
+
+    monkeypatch.setattr(workspace_module, "MAX_OBJECT_BYTES", 2048)
+    write_records(tmp_path / "large.json", [event(n) for n in range(1, 40)])
+    report = audit(tmp_path)
+    assert user(report, "build-bot").facts["event_count"] == 39
+    assert report.warnings == []
