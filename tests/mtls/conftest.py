@@ -1,0 +1,8 @@
+"""The mtls tests reuse the agent tests' local CA and running agent."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "agent"))
