@@ -7,10 +7,16 @@ Every reader takes the proc root, so that attestors can be pointed at recorded
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_PROC_ROOT = Path("/proc")
+
+# The lines of /proc/<pid>/status the agent reads: real and effective ids, then groups.
+_STATUS_UID_RE = re.compile(r"^Uid:\s+(\d+)\s+(\d+)", re.MULTILINE)
+_STATUS_GID_RE = re.compile(r"^Gid:\s+(\d+)\s+(\d+)", re.MULTILINE)
+_STATUS_GROUPS_RE = re.compile(r"^Groups:([ \t\d]*)$", re.MULTILINE)
 
 
 class ProcessGoneError(LookupError):
@@ -33,21 +39,30 @@ class ProcFS:
 
     def __init__(self, root: Path | str = DEFAULT_PROC_ROOT) -> None:
         self.root = Path(root)
+        self._prefix = f"{self.root}/"
 
     def path(self, pid: int, *parts: str) -> Path:
         return self.root.joinpath(str(pid), *parts)
 
     def _read_text(self, pid: int, name: str) -> str:
+        # os.open and one read, not pathlib: every Workload API call reads these files, and
+        # procfs files of this kind fit in one page.
+        path = f"{self._prefix}{pid}/{name}"
         try:
-            return self.path(pid, name).read_text(errors="replace")
+            descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                chunks = []
+                while chunk := os.read(descriptor, 65536):
+                    chunks.append(chunk)
+            finally:
+                os.close(descriptor)
         except FileNotFoundError:
             raise ProcessGoneError(f"process {pid} not found under {self.root}") from None
         except ProcessLookupError:
             raise ProcessGoneError(f"process {pid} exited while {name} was read") from None
         except OSError as error:
-            raise ProcessGoneError(
-                f"cannot read {self.path(pid, name)}: {error.strerror or error}"
-            ) from None
+            raise ProcessGoneError(f"cannot read {path}: {error.strerror or error}") from None
+        return b"".join(chunks).decode(errors="replace")
 
     def start_time(self, pid: int) -> int:
         """Return the process start time in clock ticks after boot (field 22 of `stat`).
@@ -71,20 +86,20 @@ class ProcFS:
 
     def credentials(self, pid: int) -> ProcessCredentials:
         """Return the ids of the `Uid`, `Gid` and `Groups` lines of `status`."""
-        uids: list[int] = []
-        gids: list[int] = []
-        groups: tuple[int, ...] = ()
-        for line in self._read_text(pid, "status").splitlines():
-            key, _, value = line.partition(":")
-            if key == "Uid":
-                uids = [int(part) for part in value.split()]
-            elif key == "Gid":
-                gids = [int(part) for part in value.split()]
-            elif key == "Groups":
-                groups = tuple(int(part) for part in value.split())
-        if len(uids) < 2 or len(gids) < 2:
+        text = self._read_text(pid, "status")
+        uids = _STATUS_UID_RE.search(text)
+        gids = _STATUS_GID_RE.search(text)
+        groups = _STATUS_GROUPS_RE.search(text)
+        if uids is None or gids is None:
             raise ProcessGoneError(f"unexpected format of {self.path(pid, 'status')}")
-        return ProcessCredentials(uids[0], uids[1], gids[0], gids[1], groups)
+        supplementary = tuple(int(part) for part in groups.group(1).split()) if groups else ()
+        return ProcessCredentials(
+            int(uids.group(1)),
+            int(uids.group(2)),
+            int(gids.group(1)),
+            int(gids.group(2)),
+            supplementary,
+        )
 
     def cgroup(self, pid: int) -> str:
         """Return the text of `/proc/<pid>/cgroup`."""

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import os
 import pwd
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
@@ -148,15 +149,33 @@ def _hash_descriptor(descriptor: int) -> str:
         offset += len(chunk)
 
 
-def _user_name(uid: int) -> str | None:
+# User and group names are looked up on every call, and the name service reads /etc/passwd
+# and /etc/group each time; names are kept for this long, so a renamed account shows its new
+# name within a minute.
+NAME_CACHE_SECONDS = 60.0
+_names: dict[tuple[str, int], tuple[str | None, float]] = {}
+
+
+def _cached_name(kind: str, number: int) -> str | None:
+    now = time.monotonic()
+    cached = _names.get((kind, number))
+    if cached is not None and now - cached[1] < NAME_CACHE_SECONDS:
+        return cached[0]
     try:
-        return pwd.getpwuid(uid).pw_name
+        name: str | None = (
+            pwd.getpwuid(number).pw_name if kind == "user" else grp.getgrgid(number).gr_name
+        )
     except KeyError:
-        return None
+        name = None
+    if len(_names) > 10_000:
+        _names.clear()
+    _names[(kind, number)] = (name, now)
+    return name
+
+
+def _user_name(uid: int) -> str | None:
+    return _cached_name("user", uid)
 
 
 def _group_name(gid: int) -> str | None:
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return None
+    return _cached_name("group", gid)
