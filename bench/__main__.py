@@ -49,11 +49,17 @@ def _machine() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller inputs, for a smoke run")
-    parser.add_argument("--only", action="append", default=[], help="run only this module (repeatable)")
+    parser.add_argument(
+        "--only", action="append", default=[], help="run only this module (repeatable)"
+    )
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
     arguments = parser.parse_args()
-    selected = [m for m in _modules() if not arguments.only or m.rsplit(".", 1)[-1] in arguments.only]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    selected = [
+        m for m in _modules() if not arguments.only or m.rsplit(".", 1)[-1] in arguments.only
+    ]
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
     sections = []
     for name in selected:
         started = time.monotonic()

@@ -16,7 +16,9 @@ SOURCE = ROOT / "src"
 
 
 def main() -> int:
-    protos = sorted(str(path.relative_to(SOURCE)) for path in (SOURCE / "warden" / "api").rglob("*.proto"))
+    protos = sorted(
+        str(path.relative_to(SOURCE)) for path in (SOURCE / "warden" / "api").rglob("*.proto")
+    )
     if not protos:
         print("gen_proto: no .proto files under src/warden/api", file=sys.stderr)
         return 1

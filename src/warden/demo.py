@@ -82,11 +82,18 @@ class Demo:
             raise DemoError(f"'{shlex.join(command)}' failed with status {result.returncode}")
         return result.stdout
 
-    def start(self, arguments: Sequence[str], log_name: str, ready: Callable[[], bool]) -> subprocess.Popen[bytes]:
+    def start(
+        self, arguments: Sequence[str], log_name: str, ready: Callable[[], bool]
+    ) -> subprocess.Popen[bytes]:
         log = (self.directory / log_name).open("wb")
-        console.print(f"[bold cyan]$ {shlex.join(['warden', *arguments])} &[/]  [dim](log: {log.name})[/]")
-        process = subprocess.Popen(  # noqa: S603 - our own CLI
-            [sys.executable, "-m", "warden", *arguments], stdout=log, stderr=subprocess.STDOUT, env=self.environment
+        console.print(
+            f"[bold cyan]$ {shlex.join(['warden', *arguments])} &[/]  [dim](log: {log.name})[/]"
+        )
+        process = subprocess.Popen(
+            [sys.executable, "-m", "warden", *arguments],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.environment,
         )
         self.processes.append(process)
         deadline = time.monotonic() + 60
@@ -172,11 +179,24 @@ class Demo:
     def mint_and_verify(self) -> None:
         self.step("3. Mint an X509-SVID and a JWT-SVID, and verify both")
         svid_dir = self.directory / "minted"
-        self.run(["x509", "mint", "-spiffeID", f"spiffe://{TRUST_DOMAIN}/tools/backup", "-write", str(svid_dir)])
+        self.run(
+            [
+                "x509",
+                "mint",
+                "-spiffeID",
+                f"spiffe://{TRUST_DOMAIN}/tools/backup",
+                "-write",
+                str(svid_dir),
+            ]
+        )
         bundle_pem = self.directory / "bundle.pem"
         console.print(f"[bold cyan]$ warden bundle show -format pem > {bundle_pem}[/]")
-        bundle_pem.write_text(self.run(["bundle", "show", "-format", "pem"], show=False, echo=False))
-        console.print(f"[bold cyan]$ openssl verify -CAfile {bundle_pem} {svid_dir / 'svid.pem'}[/]")
+        bundle_pem.write_text(
+            self.run(["bundle", "show", "-format", "pem"], show=False, echo=False)
+        )
+        console.print(
+            f"[bold cyan]$ openssl verify -CAfile {bundle_pem} {svid_dir / 'svid.pem'}[/]"
+        )
         verified = subprocess.run(
             ["openssl", "verify", "-CAfile", str(bundle_pem), str(svid_dir / "svid.pem")],
             capture_output=True,
@@ -188,11 +208,20 @@ class Demo:
             raise DemoError("openssl could not verify the minted X509-SVID against the bundle")
 
         token = self.run(
-            ["jwt", "mint", "-spiffeID", f"spiffe://{TRUST_DOMAIN}/batch-job", "-audience", "https://api.example.org"],
+            [
+                "jwt",
+                "mint",
+                "-spiffeID",
+                f"spiffe://{TRUST_DOMAIN}/batch-job",
+                "-audience",
+                "https://api.example.org",
+            ],
             show=False,
             echo=False,
         ).strip()
-        console.print(f"[bold cyan]$ warden jwt mint -spiffeID spiffe://{TRUST_DOMAIN}/batch-job -audience https://api.example.org[/]")
+        console.print(
+            f"[bold cyan]$ warden jwt mint -spiffeID spiffe://{TRUST_DOMAIN}/batch-job -audience https://api.example.org[/]"
+        )
         console.print(f"{token[:40]}...{token[-12:]}  [dim](JWT-SVID, {len(token)} characters)[/]")
         self.verify_jwt(token)
 
@@ -202,7 +231,9 @@ class Demo:
         from warden.spiffe import TrustDomain, validate_jwt_svid
         from warden.spiffe.bundle import Bundle
 
-        console.print("[bold cyan]$ warden bundle show -format spiffe[/]  [dim](the JWT keys validate the token)[/]")
+        console.print(
+            "[bold cyan]$ warden bundle show -format spiffe[/]  [dim](the JWT keys validate the token)[/]"
+        )
         bundle_json = self.run(["bundle", "show", "-format", "spiffe"], show=False, echo=False)
         bundle = Bundle.from_jwks_json(TrustDomain(TRUST_DOMAIN), bundle_json)
         svid = validate_jwt_svid(token, "https://api.example.org", bundle, datetime.now(UTC))
@@ -252,7 +283,9 @@ def main() -> int:
     console.print()
     console.print(Panel.fit("Demo finished: every step passed.", style="bold green"))
     if not keep:
-        console.print("[dim]Set WARDEN_DEMO_KEEP=1 to keep the temporary directory and its logs.[/]")
+        console.print(
+            "[dim]Set WARDEN_DEMO_KEEP=1 to keep the temporary directory and its logs.[/]"
+        )
     return 0
 
 

@@ -36,13 +36,20 @@ FIELD_NAMES = (
     "delay_seconds",
 )
 
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
-          "warning": logging.WARNING, "error": logging.ERROR}
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 # Attributes every LogRecord has; anything else on a record came from `extra`.
-_STANDARD_ATTRIBUTES = frozenset(
-    logging.LogRecord("", 0, "", 0, "", None, None).__dict__
-) | {"message", "asctime", "taskName"}
+_STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+}
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -78,7 +85,12 @@ class TextFormatter(logging.Formatter):
     """`time level logger: message key=value ...`, for people reading a terminal."""
 
     def format(self, record: logging.LogRecord) -> str:
-        parts = [_timestamp(record), record.levelname.upper(), f"{record.name}:", record.getMessage()]
+        parts = [
+            _timestamp(record),
+            record.levelname.upper(),
+            f"{record.name}:",
+            record.getMessage(),
+        ]
         for key, value in _fields(record).items():
             text = value if isinstance(value, str) else json.dumps(value, default=str)
             if isinstance(value, str) and (" " in text or text == ""):

@@ -42,9 +42,9 @@ from warden.config.server_plugins import (
 )
 from warden.config.values import (
     Bool,
-    Int,
     ConfigPath,
     Host,
+    Int,
     KeyType,
     ListenPort,
     LogFormat,

@@ -77,10 +77,7 @@ def _time(moment: datetime) -> bytes:
 
 def _children(der: bytes) -> list[bytes]:
     """The encoded elements (tag, length and content) inside one DER constructed value."""
-    if der[1] & 0x80:
-        offset = 2 + (der[1] & 0x7F)
-    else:
-        offset = 2
+    offset = len(der) - len(_content(der))
     elements = []
     while offset < len(der):
         start = offset
@@ -126,7 +123,11 @@ class LeafTemplate:
         self.ca = ca
         reference_key = ec.generate_private_key(ec.SECP256R1())
         reference = build_x509_svid(
-            ca, SpiffeId.from_segments(trust_domain, "template"), reference_key.public_key(), now, timedelta(minutes=1)
+            ca,
+            SpiffeId.from_segments(trust_domain, "template"),
+            reference_key.public_key(),
+            now,
+            timedelta(minutes=1),
         )
         parts = _children(_children(reference.public_bytes(serialization.Encoding.DER))[0])
         # TBSCertificate: version, serial, signature, issuer, validity, subject, spki, extensions
@@ -139,14 +140,22 @@ class LeafTemplate:
         ]
         # keyUsage depends on the leaf's key type: RSA keys also get keyEncipherment.
         self._key_usage = {
-            False: _tlv(_SEQUENCE, _KEY_USAGE_OID + _CRITICAL + _tlv(_OCTET_STRING, _LEAF_USAGE.public_bytes())),
-            True: _tlv(_SEQUENCE, _KEY_USAGE_OID + _CRITICAL + _tlv(_OCTET_STRING, _RSA_LEAF_USAGE.public_bytes())),
+            False: _tlv(
+                _SEQUENCE,
+                _KEY_USAGE_OID + _CRITICAL + _tlv(_OCTET_STRING, _LEAF_USAGE.public_bytes()),
+            ),
+            True: _tlv(
+                _SEQUENCE,
+                _KEY_USAGE_OID + _CRITICAL + _tlv(_OCTET_STRING, _RSA_LEAF_USAGE.public_bytes()),
+            ),
         }
         self._extension_order = [_extension_oid(e) for e in extensions]
         self._default_subject = _leaf_subject([], None).public_bytes()
         self._private_key = ca.private_key
         self._hash = signature_hash(ca.private_key)
-        self._chain_tail = [c.public_bytes(serialization.Encoding.DER) for c in ca.chain(reference)[1:]]
+        self._chain_tail = [
+            c.public_bytes(serialization.Encoding.DER) for c in ca.chain(reference)[1:]
+        ]
 
     def sign(
         self,
@@ -171,7 +180,9 @@ class LeafTemplate:
                 f"{ca.trust_domain} only"
             )
         if ttl <= timedelta(0):
-            raise X509SvidError(f"cannot sign an X509-SVID for {spiffe_id}: TTL {ttl} is not positive")
+            raise X509SvidError(
+                f"cannot sign an X509-SVID for {spiffe_id}: TTL {ttl} is not positive"
+            )
         key = check_certified_key(public_key, f"X509-SVID for {spiffe_id}")
         names = [check_dns_name(name) for name in dns_names]
         not_after = min(now + ttl, ca.not_after)
@@ -186,7 +197,9 @@ class LeafTemplate:
         not_before = not_before.replace(microsecond=0)
         not_after = not_after.replace(microsecond=0)
 
-        spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        spki = key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
         # The key identifier is the SHA-1 of the subjectPublicKey bits (RFC 5280 4.2.1.2 (1)).
         key_bits = _content(_children(spki)[1])[1:]  # after the unused-bits byte
         key_identifier = hashlib.sha1(key_bits).digest()  # noqa: S324 - an identifier, not a signature
@@ -195,11 +208,17 @@ class LeafTemplate:
             general_names += _tlv(0x82, name.encode())
         dynamic = {
             _KEY_USAGE_OID: self._key_usage[isinstance(key, rsa.RSAPublicKey)],
-            _SAN_OID: _tlv(_SEQUENCE, _SAN_OID + _tlv(_OCTET_STRING, _tlv(_SEQUENCE, general_names))),
-            _SKI_OID: _tlv(_SEQUENCE, _SKI_OID + _tlv(_OCTET_STRING, _tlv(_OCTET_STRING, key_identifier))),
+            _SAN_OID: _tlv(
+                _SEQUENCE, _SAN_OID + _tlv(_OCTET_STRING, _tlv(_SEQUENCE, general_names))
+            ),
+            _SKI_OID: _tlv(
+                _SEQUENCE, _SKI_OID + _tlv(_OCTET_STRING, _tlv(_OCTET_STRING, key_identifier))
+            ),
         }
         constant = iter(self._constant_extensions)
-        extensions = b"".join(dynamic[oid] if oid in dynamic else next(constant) for oid in self._extension_order)
+        extensions = b"".join(
+            dynamic[oid] if oid in dynamic else next(constant) for oid in self._extension_order
+        )
         subject = self._default_subject if not names else _leaf_subject(names, None).public_bytes()
 
         tbs = _tlv(
@@ -220,10 +239,11 @@ class LeafTemplate:
             signature = private_key.sign(tbs, padding.PKCS1v15(), self._hash)
         else:  # pragma: no cover - X509CA accepts EC and RSA keys only
             raise X509SvidError(f"unsupported CA key type {type(private_key).__name__}")
-        der = _tlv(_SEQUENCE, tbs + self._signature_algorithm + _tlv(_BIT_STRING, b"\x00" + signature))
+        der = _tlv(
+            _SEQUENCE, tbs + self._signature_algorithm + _tlv(_BIT_STRING, b"\x00" + signature)
+        )
         return TemplateLeaf(der, serial, not_before, not_after)
 
     def chain(self, leaf: TemplateLeaf) -> list[bytes]:
         """The DER chain of a leaf: the leaf, the CA, then any upstream intermediates."""
         return [leaf.der, *self._chain_tail]
-
