@@ -50,9 +50,9 @@ def test_python_re_fallback_finds_the_same(fake):
     engine = Engine(RULES, use_hyperscan=False)
     data = f"GITHUB_TOKEN={token}\n".encode()
     names = {
-        engine.anchors[index].rule.id
+        engine.anchors()[index].rule.id
         for index, _ in engine.scan(data)
-        if engine.anchors[index].rule
+        if engine.anchors()[index].rule
     }
     assert "github-pat" in names
 

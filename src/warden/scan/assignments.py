@@ -23,6 +23,9 @@ _XML_ADD = re.compile(
     r"""<add\s+(?:key|name)\s*=\s*"(?P<key>[^"]{1,120})"\s+(?:value|connectionString)\s*=\s*"(?P<value>[^"]*)\"""",
     re.IGNORECASE,
 )
+# A type between a key and `=` in code: `str`, `Optional[str]`, `string | null`.
+_ANNOTATION = re.compile(r"""[A-Za-z_][\w.\[\], |]{0,60}?\s*=(?!=)\s*""")
+_LITERAL_START = re.compile(r"""["']""")
 _XML_ELEMENT = re.compile(
     r"<(?P<key>[A-Za-z_][\w.:-]{0,80})>(?P<value>[^<>\s][^<>]{0,500})</(?P=key)>"
 )
@@ -114,12 +117,20 @@ def assignment_after_key(
         if line.startswith(candidate, position):
             operator = candidate
             break
-    if operator == "," and not key_quoted:
+    if operator == "," and not (key_quoted and (start == 0 or line[start - 1] in "\"'`")):
+        # `set("password", "x")`: the key must be a whole quoted string (or start the line),
+        # so that the items of a list such as `"iam:ChangePassword","iam:CreateUser"` do
+        # not pair up.
         return None
     if operator == ":" and line.startswith("//", position + 1):
         return None
     if operator:
         position = _skip_spaces(line, position + len(operator))
+        if operator == ":" and not unquoted_literals:
+            # A type annotation in code: `password: str = "…"`, `token: string = '…'`.
+            annotated = _ANNOTATION.match(line, position)
+            if annotated is not None:
+                position, operator = annotated.end(), "="
     elif position == end or position >= len(line):
         return None
     elif line[position] not in "\"'`":
@@ -137,9 +148,11 @@ def assignment_after_key(
         value, value_start, value_end = quoted
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
             value, value_start, value_end = value[1:-1], value_start + 1, value_end - 1
-        after = _skip_spaces(line, value_end + 1)
-        if line.startswith(("+", "."), after) and not line.startswith("...", after):
-            return None  # "prefix" + variable: a concatenation, not a literal
+            return Assignment(key, value, value_start, value_end, True, operator)
+        chain = literal_chain(line, quoted)
+        if chain is None:
+            return None  # "prefix" + variable: computed, not a literal
+        value, value_start, value_end = chain
         return Assignment(key, value, value_start, value_end, True, operator)
 
     if not unquoted_literals or position >= len(line):
@@ -154,6 +167,57 @@ def assignment_after_key(
     if not value:
         return None
     return Assignment(key, value, position, value_end, False, operator)
+
+
+def _after_closing_quote(line: str, end: int) -> int:
+    # `_read_quoted` ends an escaped string (`\\"x\\"`) at its backslash.
+    return end + 2 if line.startswith("\\", end) else end + 1
+
+
+def literal_chain(line: str, first: tuple[str, int, int]) -> tuple[str, int, int] | None:
+    """Join string literals concatenated with `+` (Python, JavaScript, Java) or `.` (PHP,
+    Perl) on one line, starting from the literal `first` as `_read_quoted` returns it.
+
+    Returns the joined value with the start of the first literal and the end of the last,
+    `first` itself when nothing is concatenated, or None when a piece is not a literal
+    (`"Bearer " + token`), because then the value is computed at run time.
+    """
+    pieces = [first[0]]
+    start, end = first[1], first[2]
+    while True:
+        operator = _skip_spaces(line, _after_closing_quote(line, end))
+        if not line.startswith(("+", "."), operator) or line.startswith("...", operator):
+            break
+        position = _skip_spaces(line, operator + 1)
+        if line.startswith("=", operator + 1):
+            break  # `+=` or `.=`: a new statement, not this literal's continuation
+        piece = _read_quoted(line, position) if position < len(line) else None
+        if piece is None:
+            return None
+        pieces.append(piece[0])
+        end = piece[2]
+    return "".join(pieces), start, end
+
+
+def concatenations(line: str) -> list[tuple[str, int, int]]:
+    """Return every chain of two or more string literals joined on `line`, as (joined
+    value, start column of the first literal, end column of the last)."""
+    found: list[tuple[str, int, int]] = []
+    position = 0
+    while True:
+        match = _LITERAL_START.search(line, position)
+        if match is None:
+            return found
+        quoted = _read_quoted(line, match.start())
+        if quoted is None:
+            position = match.end()
+            continue
+        chain = literal_chain(line, quoted)
+        if chain is not None and chain[2] != quoted[2]:
+            found.append(chain)
+            position = _after_closing_quote(line, chain[2])
+        else:
+            position = _after_closing_quote(line, quoted[2])
 
 
 def xml_assignments(line: str) -> list[Assignment]:

@@ -10,6 +10,7 @@ winner has none.
 from __future__ import annotations
 
 import itertools
+import operator
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -20,16 +21,26 @@ from warden.scan.assignments import (
     HOLDER_KEYS,
     Assignment,
     assignment_after_key,
+    concatenations,
     parent_keys,
     xml_assignments,
 )
-from warden.scan.engine import Engine
+from warden.scan.engine import AnchorKind, Engine, Profile
 from warden.scan.model import Confidence
 from warden.scan.rule import Candidate, Check, PlaceholderPolicy, Rule, Tier
 
-# Lines longer than this are read for keyed rules only around each anchor match, because
-# minified files put megabytes on one line.
+# Lines longer than this (minified code, data on one line) are read only in windows around
+# each anchor match: `_BEFORE` characters before the match's end and `_AFTER` after it.
 MAX_LINE = 4096
+_BEFORE = 1024
+_AFTER = 16384
+# On long lines a keyed anchor's match is read in a window of `_KEY_WINDOW` characters
+# before its end (the key and operator) and `_VALUE_WINDOW` after (the rest of the value);
+# the value starts at most `_VALUE_SLACK` characters before the end (quotes and the value's
+# first characters, which the anchor spans).
+_KEY_WINDOW = 256
+_VALUE_WINDOW = 1024
+_VALUE_SLACK = 24
 _ALLOW = "warden:allow"
 # Any run of key characters followed by an assignment operator or a quote.
 _KEY_OPERATOR = re.compile(
@@ -37,6 +48,7 @@ _KEY_OPERATOR = re.compile(
 )
 # Findings of these rules give way to the rule named when both carry the same identifier.
 _MERGE_INTO = {"aws-secret-access-key": "aws-access-key"}
+_COMPARISONS = frozenset({"==", "!=", "===", "!=="})
 
 
 @dataclass
@@ -69,12 +81,16 @@ class FileContent:
     @classmethod
     def from_text(cls, text: str) -> FileContent:
         lines = text.split("\n")
-        starts = [0, *itertools.accumulate(len(line) + 1 for line in lines)]
+        # starts[i] = len(lines[0]) + … + len(lines[i-1]) + i (the newlines), in C loops.
+        lengths = itertools.accumulate(map(len, lines), initial=0)
+        starts = list(map(operator.add, lengths, itertools.count()))
         return cls(text, lines, starts)
 
     def window(self, index: int, before: int, after: int) -> tuple[int, str]:
         first = max(0, index - before)
         last = min(len(self.lines) - 1, index + after)
+        if first == last:
+            return first, self.lines[first]
         return first, "\n".join(self.lines[first : last + 1])
 
     def line_of(self, offset: int, first_hint: int = 0) -> int:
@@ -86,6 +102,23 @@ class FileContent:
             else:
                 high = middle - 1
         return low
+
+
+def _segments(
+    line_length: int, columns: list[int], before: int = _BEFORE, after: int = _AFTER
+) -> list[tuple[int, int]]:
+    """Return the parts of a line to read: all of it when it is short, else the merged
+    windows around the columns where anchors ended."""
+    if line_length <= MAX_LINE:
+        return [(0, line_length)]
+    segments: list[tuple[int, int]] = []
+    for column in sorted(columns):
+        first, last = max(0, column - before), min(line_length, column + after)
+        if segments and first <= segments[-1][1]:
+            segments[-1] = (segments[-1][0], max(segments[-1][1], last))
+        else:
+            segments.append((first, last))
+    return segments
 
 
 class Detector:
@@ -113,80 +146,142 @@ class Detector:
         characters. `code` says whether the file is source code, where an unquoted value is an
         expression and not a literal.
         """
-        hits = self.engine.scan(data)
+        profile = Profile.CODE if code else Profile.TEXT
+        hits = self.engine.scan(data, profile)
         if not hits:
             return []
         if content is None:
             content = FileContent.from_text(data.decode("utf-8", "replace"))
-        pattern_lines: dict[int, set[int]] = defaultdict(set)
-        keyed_lines: set[int] = set()
+        anchors = self.engine.anchors(profile)
+        # Per anchor and per line: the columns where the anchor's matches ended, which long
+        # lines need to know which parts to read.
+        by_anchor: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+        ascii_only = data.isascii()
         newline_count = 0
         position = 0
+        line_start = 0
         for anchor_index, end in sorted(hits, key=lambda hit: hit[1]):
-            newline_count += data.count(b"\n", position, end)
+            newlines = data.count(b"\n", position, end)
+            if newlines:
+                newline_count += newlines
+                line_start = data.rfind(b"\n", position, end) + 1
             position = end
             line_index = newline_count
+            start_of_line = line_start
             # An anchor ending exactly at a newline belongs to the line before it.
-            if end > 0 and data[end - 1 : end] == b"\n":
+            if end > 0 and data[end - 1] == 0x0A:
                 line_index -= 1
-            anchor = self.engine.anchors[anchor_index]
-            if anchor.rule is not None and not anchor.rule.is_keyed:
-                # build_anchors emits one anchor per rule, in catalogue order.
-                pattern_lines[anchor_index].add(line_index)
-            else:
-                keyed_lines.add(line_index)
+                start_of_line = data.rfind(b"\n", 0, end - 1) + 1
+            column = end - start_of_line
+            if not ascii_only and len(content.lines[line_index]) > MAX_LINE:
+                column = len(data[start_of_line:end].decode("utf-8", "replace"))
+            by_anchor[anchor_index][line_index].append(column)
 
         matches: list[Match] = []
-        for rule_index, line_indexes in pattern_lines.items():
-            matches.extend(
-                self._pattern_matches(self.rules[rule_index], sorted(line_indexes), content, path)
-            )
+        keyed_lines: dict[int, list[int]] = defaultdict(list)
+        concatenation_lines: dict[int, list[int]] = defaultdict(list)
+        for anchor_index, by_line in by_anchor.items():
+            anchor = anchors[anchor_index]
+            if anchor.kind is AnchorKind.PATTERN and anchor.rule is not None:
+                matches.extend(self._pattern_matches(anchor.rule, by_line, content, path))
+                continue
+            lines = keyed_lines if anchor.kind is AnchorKind.KEYED else concatenation_lines
+            for line_index, columns in by_line.items():
+                lines[line_index].extend(columns)
         for line_index in sorted(keyed_lines):
-            matches.extend(self._keyed_matches(line_index, content, path, code=code))
-        return _resolve(matches, content)
+            matches.extend(
+                self._keyed_matches(line_index, keyed_lines[line_index], content, path, code=code)
+            )
+        for line_index in sorted(concatenation_lines):
+            matches.extend(
+                self._concatenated_matches(
+                    line_index, concatenation_lines[line_index], content, path
+                )
+            )
+        kept = _resolve(matches)
+        for match in kept:
+            match.inline_allowed = allowed(content, match.line - 1, match.secret.count("\n"))
+        return kept
+
+    def detect_value(self, value: str, key: str | None, path: str) -> list[Match]:
+        """Run the rules on one value read out of a file's structure, such as the decoded
+        value of a Kubernetes Secret.
+
+        The pattern rules and the assignments inside the value run as on a configuration
+        file; with `key`, the keyed rules also read the whole value as assigned to `key`.
+        Offsets and lines of the returned matches are relative to `value`; inline
+        allowances are left to the caller, who knows where the value sits.
+        """
+        content = FileContent.from_text(value)
+        data = value.encode("utf-8", "surrogateescape")
+        matches = self.detect(data, content, path, code=False)
+        stripped = value.strip()
+        if key and stripped and "\n" not in stripped:
+            start = value.index(stripped)
+            assignment = Assignment(key, stripped, start, start + len(stripped), True, ":")
+            matches.extend(
+                self._assignment_matches(assignment, key, key, content, 0, start, path, code=False)
+            )
+        return _resolve(matches)
 
     def _pattern_matches(
-        self, rule: Rule, line_indexes: list[int], content: FileContent, path: str
+        self, rule: Rule, by_line: dict[int, list[int]], content: FileContent, path: str
     ) -> list[Match]:
         pattern = rule.compiled_pattern()
         required = rule.compiled_context()
         found: dict[int, Match] = {}
-        for line_index in line_indexes:
+        for line_index in sorted(by_line):
             first, text = content.window(line_index, rule.lines_before, rule.lines_after)
-            if required is not None and not required.search(text):
-                continue
             base = content.starts[first]
-            for match in pattern.finditer(text):
-                group = (
-                    "secret"
-                    if "secret" in pattern.groupindex and match.group("secret") is not None
-                    else 0
-                )
-                start = base + match.start(group)
-                if start in found:
+            segments = [(0, len(text))]
+            if len(text) > MAX_LINE and first == line_index:
+                # A long single line: the secret sits around the anchor's end.
+                segments = _segments(len(text), by_line[line_index])
+            for segment_start, segment_end in segments:
+                segment = text[segment_start:segment_end]
+                if required is not None and not required.search(segment):
                     continue
-                secret = match.group(group)
-                if not secret or context.is_placeholder(secret, "", rule.placeholder):
-                    continue
-                groups = {
-                    name: value for name, value in match.groupdict().items() if value is not None
-                }
-                check = rule.check(Candidate(secret, groups, text, path))
-                if check is None:
-                    continue
-                secret_line = content.line_of(start, first)
-                column = start - content.starts[secret_line] + 1
-                found[start] = Match(
-                    rule, secret, secret_line + 1, column, start, start + len(secret), check
+                self._pattern_segment(
+                    rule, pattern, segment, base + segment_start, first, content, path, found
                 )
         return list(found.values())
+
+    def _pattern_segment(
+        self,
+        rule: Rule,
+        pattern: re.Pattern[str],
+        text: str,
+        base: int,
+        first: int,
+        content: FileContent,
+        path: str,
+        found: dict[int, Match],
+    ) -> None:
+        has_secret_group = "secret" in pattern.groupindex
+        for match in pattern.finditer(text):
+            group = "secret" if has_secret_group and match.group("secret") is not None else 0
+            start = base + match.start(group)
+            if start in found:
+                continue
+            secret = match.group(group)
+            if not secret or context.is_placeholder(secret, "", rule.placeholder):
+                continue
+            groups = {name: value for name, value in match.groupdict().items() if value is not None}
+            check = rule.check(Candidate(secret, groups, text, path))
+            if check is None:
+                continue
+            secret_line = content.line_of(start, first)
+            column = start - content.starts[secret_line] + 1
+            found[start] = Match(
+                rule, secret, secret_line + 1, column, start, start + len(secret), check
+            )
 
     def _assignments(self, line: str, *, code: bool) -> list[Assignment]:
         # XML pairs first: `<add key="K" value="V"/>` also reads as `key="K"`, `value="V"`.
         found: dict[int, Assignment] = {
-            assignment.value_start: assignment for assignment in xml_assignments(line[:MAX_LINE])
+            assignment.value_start: assignment for assignment in xml_assignments(line)
         }
-        for match in _KEY_OPERATOR.finditer(line[:MAX_LINE]):
+        for match in _KEY_OPERATOR.finditer(line):
             assignment = assignment_after_key(
                 line, match.start("key"), match.end("key"), unquoted_literals=not code
             )
@@ -194,11 +289,44 @@ class Detector:
                 found[assignment.value_start] = assignment
         return list(found.values())
 
+    def _assignments_at(self, line: str, columns: list[int], *, code: bool) -> list[Assignment]:
+        """Read, on a long line, only the assignments whose value starts where an anchor
+        ended: minified files hold thousands of other assignments on the same line."""
+        found: dict[int, Assignment] = {}
+        for column in sorted(set(columns)):
+            first = max(0, column - _KEY_WINDOW)
+            candidates = [
+                replace(
+                    assignment,
+                    value_start=first + assignment.value_start,
+                    value_end=first + assignment.value_end,
+                )
+                for assignment in xml_assignments(line[first : column + _VALUE_WINDOW])
+            ]
+            # Keys whose operator ends just before the anchor's end; the value is read from
+            # the whole line, so that a long value is not cut.
+            for match in _KEY_OPERATOR.finditer(line, first, column):
+                if column - match.end() > _VALUE_SLACK:
+                    continue
+                assignment = assignment_after_key(
+                    line, match.start("key"), match.end("key"), unquoted_literals=not code
+                )
+                if assignment is not None:
+                    candidates.append(assignment)
+            for assignment in candidates:
+                distance = column - assignment.value_start
+                if 0 <= distance <= _VALUE_SLACK and assignment.value_start not in found:
+                    found[assignment.value_start] = assignment
+        return list(found.values())
+
     def _keyed_matches(
-        self, line_index: int, content: FileContent, path: str, *, code: bool
+        self, line_index: int, columns: list[int], content: FileContent, path: str, *, code: bool
     ) -> list[Match]:
         line = content.lines[line_index]
-        assignments = self._assignments(line, code=code)
+        if len(line) <= MAX_LINE:
+            assignments = self._assignments(line, code=code)
+        else:
+            assignments = self._assignments_at(line, columns, code=code)
         if not assignments:
             return []
         parents: list[str] | None = None
@@ -215,31 +343,53 @@ class Detector:
                 parents = parent_keys(content.lines, line_index)
             path_key = ".".join([*reversed(parents), key]) if parents else key
             generic_key = parents[0] if (key.lower() in HOLDER_KEYS and parents) else key
-            if key.lower() not in HOLDER_KEYS and not self._any_key.search(key) and code:
+            if not self._any_key.search(path_key) and not self._any_key.search(generic_key):
                 continue
             start = content.starts[line_index] + assignment.value_start
-            claimed = False
-            for rule in self.keyed:
-                if rule.tier is Tier.GENERIC and claimed:
-                    break
-                keys = self._keys[rule.id]
-                if rule.tier is Tier.GENERIC:
-                    target = generic_key if keys.search(generic_key) else None
-                else:
-                    target = (
-                        key if keys.search(key) else path_key if keys.search(path_key) else None
-                    )
-                if target is None:
-                    continue
-                if rule.claims_key:
-                    claimed = True
-                match = self._keyed_match(
-                    rule, assignment, target, content, line_index, start, path
+            matches.extend(
+                self._assignment_matches(
+                    assignment, path_key, generic_key, content, line_index, start, path, code=code
                 )
-                if match is not None:
-                    matches.append(match)
-                    if rule.tier is not Tier.GENERIC:
-                        claimed = True
+            )
+        return matches
+
+    def _assignment_matches(
+        self,
+        assignment: Assignment,
+        path_key: str,
+        generic_key: str,
+        content: FileContent,
+        line_index: int,
+        start: int,
+        path: str,
+        *,
+        code: bool,
+    ) -> list[Match]:
+        """Run the keyed rules, highest tier first, on one assignment.
+
+        `path_key` is the key with its enclosing keys (`jwt.secret`), `generic_key` the key
+        the generic rules read (the enclosing key for a holder such as `default`).
+        """
+        key = assignment.key
+        matches: list[Match] = []
+        claimed = False
+        for rule in self.keyed:
+            if rule.tier is Tier.GENERIC and claimed:
+                break
+            keys = self._keys[rule.id]
+            if rule.tier is Tier.GENERIC:
+                target = generic_key if keys.search(generic_key) else None
+            else:
+                target = key if keys.search(key) else path_key if keys.search(path_key) else None
+            if target is None:
+                continue
+            if rule.claims_key:
+                claimed = True
+            match = self._keyed_match(rule, assignment, target, content, line_index, start, path)
+            if match is not None:
+                matches.append(match)
+                if rule.tier is not Tier.GENERIC:
+                    claimed = True
         return matches
 
     def _keyed_match(
@@ -253,6 +403,9 @@ class Detector:
         path: str,
     ) -> Match | None:
         value = assignment.value
+        # Comparisons have their own anchor, with the minimum of the password rules.
+        if len(value) < rule.min_length and assignment.operator not in _COMPARISONS:
+            return None
         if not rule.compiled_value().fullmatch(value):
             return None
         if rule.placeholder is PlaceholderPolicy.VALUE and (
@@ -274,19 +427,44 @@ class Detector:
         check = rule.check(Candidate(value, groups, text, path))
         if check is None:
             return None
+        span = assignment.value_end - assignment.value_start
         return Match(
             rule,
             value,
             line_index + 1,
             assignment.value_start + 1,
             start,
-            start + len(value),
+            start + max(span, len(value)),
             check,
         )
 
+    def _concatenated_matches(
+        self, line_index: int, columns: list[int], content: FileContent, path: str
+    ) -> list[Match]:
+        """Run the pattern rules on string literals joined on one line (`"ghp_" + "…"`);
+        a match spans the whole chain of literals."""
+        line = content.lines[line_index]
+        matches: list[Match] = []
+        for segment_start, segment_end in _segments(len(line), columns):
+            base = content.starts[line_index] + segment_start
+            for joined, start, end in concatenations(line[segment_start:segment_end]):
+                for inner in self.detect_value(joined, None, path):
+                    matches.append(
+                        Match(
+                            inner.rule,
+                            inner.secret,
+                            line_index + 1,
+                            segment_start + start + 1,
+                            base + start,
+                            base + end,
+                            inner.check,
+                        )
+                    )
+        return matches
 
-def _resolve(matches: list[Match], content: FileContent) -> list[Match]:
-    """Keep, of overlapping matches, the one of the highest tier; mark inline allowances."""
+
+def _resolve(matches: list[Match]) -> list[Match]:
+    """Keep, of overlapping matches, the one of the highest tier."""
     ranked = sorted(
         matches,
         key=lambda match: (
@@ -319,13 +497,12 @@ def _resolve(matches: list[Match], content: FileContent) -> list[Match]:
             and (_MERGE_INTO[match.rule.id], match.check.identifier) in by_rule_identifier
         )
     ]
-    for match in kept:
-        match.inline_allowed = _allowed(content, match.line - 1, match.secret.count("\n"))
     return sorted(kept, key=lambda match: (match.start, match.rule.id))
 
 
-def _allowed(content: FileContent, index: int, extra_lines: int) -> bool:
-    """Tell whether `warden:allow` is on the match's lines or alone on the line above."""
+def allowed(content: FileContent, index: int, extra_lines: int = 0) -> bool:
+    """Tell whether `warden:allow` is on lines `index`..`index + extra_lines` or alone on
+    the line above."""
     for line in content.lines[index : index + extra_lines + 1]:
         if _ALLOW in line:
             return True

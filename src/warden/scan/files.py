@@ -110,9 +110,17 @@ _BINARY_SUFFIXES = frozenset(
         ".tflite",
     }
 )
-# Source code: an unquoted value after `=` is an expression there, not a literal.
+# Source code, and markup and stylesheets that embed it: an unquoted value after `=` or `:`
+# is an expression or a style there, not a literal.
 _CODE_SUFFIXES = frozenset(
     {
+        ".html",
+        ".htm",
+        ".xhtml",
+        ".css",
+        ".scss",
+        ".sass",
+        ".less",
         ".py",
         ".pyi",
         ".pyx",
@@ -175,8 +183,9 @@ class SourceFile:
 
 
 def is_code(path: str) -> bool:
-    """Tell whether a path is source code, where unquoted values are expressions."""
-    return PurePosixPath(path).suffix.lower() in _CODE_SUFFIXES
+    """Tell whether a path is source code (or markup embedding it), where unquoted values
+    are expressions."""
+    return os.path.splitext(path)[1].lower() in _CODE_SUFFIXES
 
 
 def has_binary_suffix(path: str) -> bool:

@@ -123,6 +123,11 @@ class Rule:
     # AWS secret, so reporting it as a generic secret would be noise).
     claims_key: bool = False
     ignore_case: bool = False
+    # Keyed rules: the shortest value the check accepts. The engine's anchor requires that
+    # many characters after the operator (at most 16), so shorter values never reach Python.
+    # Rules that read a key nested under a parent (`secret:` under `jwt:`) are found through
+    # the anchors of the generic rules, whose minimum must not exceed theirs.
+    min_length: int = 1
 
     def __post_init__(self) -> None:
         if (self.pattern is None) == (self.keys is None):

@@ -91,6 +91,7 @@ RULES = (
         "or `AWS_SECRET_KEY`. When an access key id is in the same lines, it becomes the "
         "identifier and the finding merges into `aws-access-key`.",
         keys=r"aws.?secret(?:.?access)?.?key|secret.?access.?key",
+        min_length=16,
         value=r"[A-Za-z0-9/+]{40}",
         check=_aws_secret,
         placeholder=PlaceholderPolicy.VALUE,
@@ -116,6 +117,7 @@ RULES = (
         "to `aws_session_token` or `AWS_SECURITY_TOKEN`. It expires within hours, but a "
         "copy in a repository shows that credentials are being pasted by hand.",
         keys=r"aws.?(?:session|security).?token",
+        min_length=16,
         value=r"[A-Za-z0-9/+=._-]{100,}",
         lifetime=Lifetime.SHORT,
         claims_key=True,
@@ -162,6 +164,7 @@ RULES = (
         description='The `private_key` of a service account key file (JSON with `"type": '
         '"service_account"`). The identifier is the `client_email`.',
         keys=r"^private_key$",
+        min_length=16,
         value=r"-----BEGIN (?:RSA )?PRIVATE KEY-----[\s\S]+",
         context=r"service_account|client_email",
         check=_gcp_service_account,
@@ -217,6 +220,7 @@ RULES = (
         description="24 base64url characters assigned to a Google client secret key, in a file "
         "that mentions `googleusercontent.com` or Google.",
         keys=r"google\w*?secret|client.?secret",
+        min_length=16,
         value=r"[A-Za-z0-9_-]{24}",
         context=r"googleusercontent|google",
         lines_before=5,
@@ -382,6 +386,7 @@ RULES = (
         description="52 lowercase base32 characters assigned to a key that names a personal "
         "access token or Azure DevOps.",
         keys=r"personal.?access.?token|(?:ado|azure|devops|vsts|tfs)\w*?(?:pat|token)|^pat$",
+        min_length=16,
         value=r"[a-z2-7]{52}",
         placeholder=PlaceholderPolicy.VALUE,
         examples=(
@@ -455,6 +460,7 @@ RULES = (
         replacement=r.SECRET_STORE,
         description="A UUID assigned to a key that names Heroku.",
         keys=r"heroku",
+        min_length=16,
         value=r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
         examples=("HEROKU_API_KEY: 4ea38b7b-f563-7709-4bae-87aeaaaa8a2c",),
         negative_examples=("HEROKU_APP_ID: ${{ vars.HEROKU_APP_ID }}",),
@@ -484,6 +490,7 @@ RULES = (
         description="40 base64url characters (API token) or 37 hexadecimal characters "
         "(global API key) assigned to a key that names Cloudflare.",
         keys=r"cloudflare|\bcf_api|\bcf_token",
+        min_length=16,
         value=r"[A-Za-z0-9_-]{40}|[a-f0-9]{37}",
         placeholder=PlaceholderPolicy.VALUE,
         examples=("CLOUDFLARE_API_TOKEN=9Udk7Z3KhXXZUon6uZ3FCH2n6WSZ1mvw4SKdWcWC",),

@@ -207,8 +207,7 @@ _NOT_A_SECRET_VALUE = re.compile(
       | v?\d+(?:\.\d+){1,3}(?:[-+][\w.]+)?$              # a version
       | (?:sha1|sha256|sha384|sha512|md5)[-:]            # an integrity hash
       | [A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*){2,}$          # a dotted name: module.Class.attr
-      | [a-z]+(?:[_-][a-z]+)*$                           # a lowercase word or snake_name
-      | [A-Z][a-z]+(?:[A-Z][a-z]+)+$                     # a CamelCase word
+      | [a-z]+(?:[_-][a-z]+)*$                           # letters only: a word, snake_name, CamelCase
       | (?:true|false|yes|no|on|off|null|none|nil)$
     )""",
     re.VERBOSE | re.IGNORECASE,
@@ -227,8 +226,10 @@ def key_is_descriptive(key: str) -> bool:
 
 
 # A value that continues code rather than holding a literal: `" + x + "`, `'.$p['`,
-# a path or route, an ARN, a value that repeats its key.
-_NOT_A_LITERAL = re.compile(r"^[-\\.+,)]|^\s|\s$|^/|^arn:|^[\w.-]+(?:/[\w.#:-]+)+$")
+# a path or route, an ARN, a URL without credentials (`password_reset_url`-like keys).
+_NOT_A_LITERAL = re.compile(
+    r"^[-\\.+,)]|^\s|\s$|^/|^arn:|^[\w.-]+(?:/[\w.#:-]+)+$|^[a-z][a-z0-9+.-]*://[^@\s]*$"
+)
 
 
 def _usable(candidate: Candidate) -> bool:
@@ -244,10 +245,17 @@ def _usable(candidate: Candidate) -> bool:
     return not (len(last_key) >= 12 and last_key in value.lower())
 
 
+# Letters and name punctuation only: in a pair such as `("password", "email")` the second
+# item is more often the next field name than a password.
+_NAME = re.compile(r"[A-Za-z_][A-Za-z_.:-]*")
+
+
 def _password(candidate: Candidate) -> Check | None:
     """Accept a literal password: four characters or more, not a placeholder or a name."""
     value = candidate.secret
     if len(value) < 4 or len(value) > 200 or not _usable(candidate):
+        return None
+    if candidate.groups.get("operator") == "," and _NAME.fullmatch(value):
         return None
     return Check()
 
@@ -306,8 +314,9 @@ RULES = (
         "(`password_label`, `PASSWORD_MIN_LENGTH`) are skipped; in source code an unquoted "
         "value is an expression and is skipped too.",
         keys=r"passw|passphrase|pwd|(?:^|[^a-z])pass(?:[^a-z]|$)|(?:^|[_.-])pw$",
-        value=r"[\s\S]+",
+        value=r"[\s\S]{4,}",
         check=_password,
+        min_length=4,
         placeholder=PlaceholderPolicy.VALUE,
         examples=(
             "DB_PASSWORD=Tr0ub4dor&3x",
@@ -342,8 +351,11 @@ RULES = (
         r"|signing.?key|encryption.?key|master.?key|account.?key|app.?key|license.?key"
         r"|session.?key|webhook.?key|consumer.?key|subscription.?key|service.?key|admin.?key"
         r"|ingest.?key|deploy.?key|write.?key|\bpat$",
-        value=r"[^\s]+",
+        value=r"[^\s]{4,}",
         check=_secret,
+        # 12 for an assignment, but `secret: …` nested under `jwt:` reaches the JWT signing
+        # secret rule (8 characters or more) through this rule's anchor.
+        min_length=8,
         lifetime=Lifetime.UNKNOWN,
         placeholder=PlaceholderPolicy.VALUE,
         examples=(
@@ -373,8 +385,9 @@ RULES = (
         "`JWT_SIGNING_KEY` or a `secret` nested under `jwt:`. Anyone holding it can mint "
         "tokens the service accepts.",
         keys=r"jwt.?(?:secret|signing.?key|key)|jwt\.[\w.]*secret",
-        value=r"[^\s][\s\S]*",
+        value=r"[^\s][\s\S]{7,}",
         check=_signing_secret,
+        min_length=8,
         placeholder=PlaceholderPolicy.VALUE,
         examples=("jwt:\n  secret: 'kj4#Lq9!vZ2@pX'\n  ttl: 3600", "JWT_SECRET=kj4#Lq9!vZ2@pX"),
         negative_examples=("JWT_SECRET=${JWT_SECRET}", "jwt:\n  secret: changeme"),

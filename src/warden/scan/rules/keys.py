@@ -123,6 +123,7 @@ RULES = (
         description="44 base64 characters (32 bytes) assigned to `PrivateKey` or "
         "`PresharedKey` in a WireGuard configuration.",
         keys=r"^(?:PrivateKey|PresharedKey)$",
+        min_length=16,
         value=r"[A-Za-z0-9+/]{43}=",
         context=r"\[(?:Interface|Peer)\]",
         lines_before=10,

@@ -38,6 +38,7 @@ RULES = (
         description="A UUID assigned to `_authToken` in `.npmrc` or to a key naming an npm "
         "token (tokens issued before 2021).",
         keys=r"_authToken|npm.?token",
+        min_length=16,
         value=_UUID,
         examples=("//registry.npmjs.org/:_authToken=4ea38b7b-f563-7709-4bae-87aeaaaa8a2c",),
         negative_examples=("//registry.npmjs.org/:_authToken=${NPM_TOKEN}",),
@@ -152,6 +153,7 @@ RULES = (
         "`~/.gradle/gradle.properties` keys such as `mavenPassword`, `nexusPassword`, "
         "`artifactoryPassword`.",
         keys=r"^_password$|^_auth$|(?:maven|nexus|artifactory|sonatype|ossrh|gpr|jfrog)\w*?(?:password|token)",
+        min_length=6,
         value=r"[^\s]{6,}",
         placeholder=PlaceholderPolicy.VALUE,
         examples=("nexusPassword=Tr0ub4dor&3x", "//registry.example.org/:_auth=dXNlcjpzM2NyM3Q="),

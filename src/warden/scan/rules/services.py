@@ -61,6 +61,8 @@ def _keyed(
         "severity": Severity.HIGH,
         "replacement": r.SECRET_STORE,
         "placeholder": PlaceholderPolicy.VALUE,
+        # Every value format of these rules is at least 16 characters long.
+        "min_length": 16,
     }
     options.update(extra)
     return Rule(

@@ -120,6 +120,7 @@ RULES = (
         description="`token-secret` (16 lowercase base36 characters) of a "
         "`bootstrap.kubernetes.io/token` Secret.",
         keys=r"^token-secret$",
+        min_length=16,
         value=r"[a-z0-9]{16}",
         examples=("stringData:\n  token-id: k7vw2f\n  token-secret: q4hxbnzd3rmtp6cy",),
         negative_examples=("token-secret: ${TOKEN_SECRET}",),
@@ -152,6 +153,7 @@ RULES = (
         replacement=r.REGISTRY_TOKEN,
         description="`identitytoken` or `registrytoken` in a Docker `config.json`.",
         keys=r"^(?:identitytoken|registrytoken)$",
+        min_length=16,
         value=r"[A-Za-z0-9+/=._-]{20,}",
         lifetime=Lifetime.LONG,
         placeholder=PlaceholderPolicy.VALUE,

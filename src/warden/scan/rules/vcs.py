@@ -118,6 +118,7 @@ RULES = (
         "client secret. The identifier is the client id found nearby (20 hexadecimal "
         "characters, `Iv1.` or `Ov23`).",
         keys=r"(?:github|gitalk|\bgh)\w*?secret|client.?secret",
+        min_length=16,
         value=r"[0-9a-f]{40}",
         context=r"github|gitalk|client.?id",
         check=_github_client,

@@ -1,0 +1,151 @@
+"""How the detector reads assignments: concatenated literals, type annotations, pairs in
+calls and lists, long lines, and the anchors that decide which lines reach Python."""
+
+from __future__ import annotations
+
+import re._parser as regex_parser
+
+import pytest
+
+from warden.scan import RULES, Keyring, scan_text
+from warden.scan.engine import Engine, Profile
+
+_KEYRING = Keyring(b"\x03" * 32)
+
+
+def _found(text: str, path: str = "app.py") -> list[tuple[str, str]]:
+    return [
+        (finding.rule_id, finding.redacted) for finding in scan_text(text, path, keyring=_KEYRING)
+    ]
+
+
+def _rules(text: str, path: str = "app.py") -> set[str]:
+    return {rule_id for rule_id, _ in _found(text, path)}
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        'token = "{a}" + "{b}"',
+        "const token = '{a}' + '{b}';",
+        'String token = "{a}" + "{b}";',
+        "$token = '{a}' . '{b}';",
+    ],
+)
+def test_concatenated_provider_token_is_found(fake, template):
+    token = fake.github()
+    text = template.format(a=token[:12], b=token[12:])
+    assert "github-pat" in _rules(text, "app.py")
+
+
+def test_concatenated_token_under_any_name(fake):
+    token = fake.stripe_live()
+    assert "stripe-secret-key" in _rules(f'x = "{token[:10]}" + "{token[10:]}"\n')
+
+
+def test_concatenated_secret_is_one_finding(fake):
+    secret = fake.chars("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", 32)
+    findings = scan_text(
+        f'API_SECRET = "{secret[:16]}" + "{secret[16:]}"\n', "app.py", keyring=_KEYRING
+    )
+    assert [finding.rule_id for finding in findings] == ["generic-secret"]
+    assert findings[0].column == len('API_SECRET = "') + 1
+    assert findings[0].secret_hash == _KEYRING.secret_hash(secret)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'password = "prefix-" + get_password()\n',
+        'auth = "Bearer " + token\n',
+        'message = "Your password " + "was changed"\n',
+        "total = 'ab' + 'cd'\n",
+    ],
+)
+def test_concatenation_with_code_or_prose_is_not_reported(text):
+    assert _found(text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ('    password: str = "Tr0ub4dor&3x"\n', "settings.py"),
+        ('const password: string = "Tr0ub4dor&3x";\n', "client.ts"),
+        ('val password: String = "Tr0ub4dor&3x"\n', "Client.kt"),
+    ],
+)
+def test_type_annotated_assignment_is_read(text, path):
+    assert "generic-password" in _rules(text, path)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'actions = ["iam:AttachUserPolicy","iam:ChangePassword","iam:CreateAccessKey"]\n',
+        'steps = [("pass", "passthrough"), ("scale", "scaler")]\n',
+        'fields = ("username", "password", "email")\n',
+        '__match_args__ = ("pw_name", "pw_passwd", "pw_uid")\n',
+    ],
+)
+def test_list_items_do_not_pair_as_key_and_value(text):
+    assert _found(text) == []
+
+
+def test_pair_in_a_call_is_read(fake):
+    password = fake.password()
+    assert "generic-password" in _rules(f'os.environ.setdefault("DB_PASSWORD", "{password}")\n')
+
+
+@pytest.mark.parametrize("path", ["index.html", "style.css", "bundle.js"])
+def test_markup_reads_unquoted_values_as_code(path):
+    text = '.bi-pass:before{content:"\\f809"} token:e.tokens.length-1,password:n.value\n'
+    assert _found(text, path) == []
+
+
+def test_assignment_deep_in_a_long_line_is_found(fake):
+    password = fake.password()
+    filler = ",".join(f'"field{number}":"value{number}"' for number in range(600))
+    line = "{" + filler + f',"db_password":"{password}"' + "}"
+    assert len(line) > 10_000
+    findings = scan_text(line, "data.json", keyring=_KEYRING)
+    assert [finding.rule_id for finding in findings] == ["generic-password"]
+    assert findings[0].column == line.index(password) + 1
+
+
+def test_long_line_reads_only_anchored_assignments(fake):
+    # Many keys on one minified line; only the one whose value an anchor reached counts.
+    token = fake.github()
+    filler = ";".join(f"a{number}=b{number}" for number in range(3000))
+    line = f"{filler};token='{token}';{filler}"
+    assert _rules(line, "bundle.min.js") == {"github-pat"}
+
+
+def test_value_on_the_next_line_is_not_read():
+    text = "password:\n  - hunter2-list-item\n"
+    assert _found(text, "config.yaml") == []
+
+
+@pytest.mark.parametrize("rule", [rule for rule in RULES if rule.is_keyed], ids=lambda r: r.id)
+def test_keyed_minimum_fits_the_value_format(rule):
+    # The anchor requires min_length characters, so a shorter value could never be found.
+    # Comparisons (four characters and up) reach generic-secret through their own anchor.
+    shortest, _ = regex_parser.parse(rule.value or "").getwidth()
+    assert rule.min_length <= shortest or rule.id == "generic-secret"
+
+
+def test_python_re_fallback_matches_hyperscan_lines(fake):
+    text = (
+        f"GITHUB_TOKEN={fake.github()}\n"
+        f"password: {fake.password()}\n"
+        f'"api_key", "{fake.aws_secret()}"\n'
+        f'default = "{fake.password()}"\n'
+        "nothing to see here\n"
+    ).encode()
+    fast, slow = Engine(RULES), Engine(RULES, use_hyperscan=False)
+    assert fast.name == "hyperscan"
+    for profile in Profile:
+
+        def lines(engine: Engine, profile: Profile = profile) -> set[int]:
+            return {text.count(b"\n", 0, end - 1) for _, end in engine.scan(text, profile)}
+
+        assert lines(fast) == lines(slow)
