@@ -297,3 +297,77 @@ def proc_tree(root: Path, pid: int, cgroup_text: str) -> Iterator[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "cgroup").write_text(cgroup_text)
     yield root
+
+
+class _MetadataHandler(BaseHTTPRequestHandler):
+    server: ThreadingHTTPServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def do_PUT(self) -> None:
+        fake: FakeInstanceMetadata = self.server.fake  # type: ignore[attr-defined]
+        fake.requests.append(("PUT", self.path))
+        if self.path != "/latest/api/token" or not self.headers.get(
+            "X-aws-ec2-metadata-token-ttl-seconds"
+        ):
+            self._send(400, b"")
+            return
+        self._send(200, fake.session_token.encode())
+
+    def do_GET(self) -> None:
+        fake: FakeInstanceMetadata = self.server.fake  # type: ignore[attr-defined]
+        fake.requests.append(("GET", self.path))
+        if self.headers.get("X-aws-ec2-metadata-token") != fake.session_token:
+            self._send(401, b"")
+            return
+        documents = {
+            "/latest/dynamic/instance-identity/document": fake.document,
+            "/latest/dynamic/instance-identity/rsa2048": fake.rsa2048.encode(),
+        }
+        body = documents.get(self.path)
+        if body is None:
+            self._send(404, b"")
+            return
+        self._send(200, body)
+
+    def _send(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class FakeInstanceMetadata:
+    """EC2's instance metadata service with IMDSv2 session tokens, on 127.0.0.1.
+
+    Serves `/latest/dynamic/instance-identity/document` and `.../rsa2048` (base64 PKCS#7,
+    as AWS returns it) only to requests that carry the session token from
+    `PUT /latest/api/token`.
+    """
+
+    def __init__(self, document: bytes, rsa2048: str) -> None:
+        self.document = document
+        self.rsa2048 = rsa2048
+        self.session_token = "AQAEAFAKE-session-token"
+        self.requests: list[tuple[str, str]] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _MetadataHandler)
+        self._server.daemon_threads = True
+        self._server.fake = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> FakeInstanceMetadata:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

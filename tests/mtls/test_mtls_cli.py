@@ -240,3 +240,43 @@ async def _start(*args: str, groups: list[int]) -> asyncio.subprocess.Process:
         stderr=asyncio.subprocess.DEVNULL,
         extra_groups=groups,
     )
+
+
+async def test_dev_stack_serves_the_user_at_once() -> None:
+    import signal
+
+    from warden.mtls import WorkloadApiClient
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "warden",
+        "dev",
+        "-trustDomain",
+        "dev.test",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    try:
+        while not any("Workload API" in line for line in lines):
+            line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+            assert line, "warden dev ended early"
+            lines.append(line)
+        socket_url = next(line.split()[-1] for line in lines if "Workload API" in line)
+        root = Path(next(line.split("Data: ")[1].strip() for line in lines if "Data:" in line))
+
+        def fetch() -> str:
+            with WorkloadApiClient(socket_url) as client:
+                return str(client.fetch_x509_svid().spiffe_id)
+
+        spiffe_id = await asyncio.to_thread(fetch)
+    finally:
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+
+    assert spiffe_id == f"spiffe://dev.test/dev/uid-{UID}"
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    assert "Warden dev stack stopped." in stdout.decode()
+    assert not root.exists()

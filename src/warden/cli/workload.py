@@ -101,7 +101,10 @@ def _print_context(context: X509Context, elapsed: float) -> None:
     console = Console()
     count = len(context.svids)
     console.print(f"Received {count} svid{'s' if count != 1 else ''} after {elapsed * 1000:.1f}ms")
+    # Columns fold rather than truncate: a shortened SPIFFE ID or serial would mislead.
     table = Table("SPIFFE ID", "Hint", "Valid after", "Valid until", "Serial")
+    for column in table.columns:
+        column.overflow = "fold"
     for svid in context.svids:
         table.add_row(
             str(svid.spiffe_id),
@@ -112,6 +115,8 @@ def _print_context(context: X509Context, elapsed: float) -> None:
         )
     console.print(table)
     authorities = Table("Trust domain", "CA", "Valid after", "Valid until")
+    for column in authorities.columns:
+        column.overflow = "fold"
     for bundle in context.bundles:
         for certificate in bundle.x509_authorities:
             authorities.add_row(
@@ -458,8 +463,153 @@ def proxy_outbound(
     _run_proxy(socket_path, lambda source: MtlsProxy(source, outbound=[route]))
 
 
+def dev(
+    trust_domain: Annotated[
+        str, typer.Option("-trustDomain", "--trust-domain", help="Trust domain of the dev stack")
+    ] = "dev.example.org",
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "-dataDir",
+            "--data-dir",
+            help="Directory for the server's and agent's data (default: a new temporary one)",
+        ),
+    ] = None,
+) -> None:
+    """Run a server and an agent on this machine with development defaults, until Ctrl-C."""
+    import asyncio
+
+    from warden import logs
+
+    logs.configure("warn")
+    try:
+        asyncio.run(_run_dev(trust_domain, data_dir))
+    except KeyboardInterrupt:
+        pass
+    except (OSError, ValueError) as error:
+        raise _fail(f"the dev stack failed: {error}") from None
+
+
+async def _run_dev(trust_domain_name: str, data_dir: Path | None) -> None:
+    import asyncio
+    import os
+    import signal
+    import socket
+    import tempfile
+
+    from prometheus_client import CollectorRegistry
+
+    from warden.agent.attestor import UnixAttestor
+    from warden.agent.nodeattest import JoinTokenAttestor
+    from warden.agent.runtime import Agent, AgentOptions
+    from warden.api.server.v1 import types_pb2
+    from warden.pki.keys import DiskKeyManager
+    from warden.server.app import WardenServer
+    from warden.server.client import AdminClient
+    from warden.server.metrics import Metrics
+    from warden.server.options import ServerOptions
+    from warden.spiffe import Bundle, TrustDomain
+
+    trust_domain = TrustDomain.parse(trust_domain_name)
+    # Short paths under /tmp keep the sockets within sun_path's 108 bytes. A directory the
+    # command created is removed when it stops; one the user named is kept.
+    temporary = data_dir is None
+    root = data_dir or Path(tempfile.mkdtemp(prefix="warden-dev-", dir="/tmp"))
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o755)  # workloads of every user reach the agent socket inside
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    options = ServerOptions(
+        trust_domain=trust_domain,
+        data_dir=root / "server",
+        bind_address="127.0.0.1",
+        bind_port=port,
+        socket_path=root / "server" / "api.sock",
+        node_attestors={"join_token": {}},
+    )
+    server = WardenServer(options, metrics=Metrics(CollectorRegistry()))
+    await server.start()
+    agent: Agent | None = None
+    run: asyncio.Task[int] | None = None
+    try:
+        admin = AdminClient(str(options.socket_path))
+        token = await asyncio.to_thread(admin.create_join_token, 600, "warden-dev")
+        bundle_message = await asyncio.to_thread(admin.get_bundle)
+        agent_socket = root / "agent.sock"
+        agent = Agent(
+            AgentOptions(
+                trust_domain=trust_domain,
+                server_host="127.0.0.1",
+                server_port=port,
+                socket_path=agent_socket,
+                data_dir=root / "agent",
+                node_attestor=JoinTokenAttestor(token.value),
+                key_manager=DiskKeyManager(root / "agent" / "keys"),
+                workload_attestors=[UnixAttestor()],
+                bootstrap_bundle=Bundle.from_jwks_json(trust_domain, bundle_message.spiffe_json),
+            )
+        )
+        run = asyncio.create_task(agent.run())
+        while agent.identity is None and not run.done():
+            await asyncio.sleep(0.05)
+        if run.done():
+            raise ValueError(f"the agent did not start: {agent.stop_reason}")
+        agent_id = str(agent.identity.spiffe_id)  # type: ignore[union-attr]
+        uid = os.getuid()
+        own_id = f"spiffe://{trust_domain}/dev/uid-{uid}"
+        entry = types_pb2.Entry(
+            spiffe_id=own_id,
+            parent_id=agent_id,
+            selectors=[types_pb2.Selector(type="unix", value=f"uid:{uid}")],
+            owner="warden-dev",
+            description="created by warden dev for the user who started it",
+        )
+        await asyncio.to_thread(admin.create_entries, [entry])
+        admin.close()
+
+        typer.echo(
+            f"""Warden dev stack is running; stop it with Ctrl-C. Data: {root}
+
+  Trust domain       {trust_domain}
+  Workload API       unix://{agent_socket}
+  Server admin API   {options.socket_path}
+  Agent              {agent_id}
+  Your identity      {own_id} (entry for unix:uid:{uid})
+
+Try:
+  export SPIFFE_ENDPOINT_SOCKET=unix://{agent_socket}
+  export WARDEN_SERVER_SOCKET={options.socket_path}
+  warden api fetch x509
+  warden api fetch jwt -audience demo
+  warden entry create -parentID {agent_id} -spiffeID spiffe://{trust_domain}/app \\
+      -selector unix:uid:1000 -owner you
+  warden api watch
+"""
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(number, stop.set)
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiter, run}, return_when=asyncio.FIRST_COMPLETED)
+        agent.stop("the dev stack is stopping")
+        await run
+        typer.echo("Warden dev stack stopped.")
+    finally:
+        if agent is not None and run is not None and not run.done():
+            agent.stop("the dev stack is stopping")
+            await run
+        await server.stop()
+        if temporary:
+            import shutil
+
+            shutil.rmtree(root, ignore_errors=True)
+
+
 def register(app: typer.Typer) -> None:
     """Add this family's commands to `app`."""
     app.add_typer(api_app, name="api")
     app.command("helper")(helper)
     app.add_typer(proxy_app, name="proxy")
+    app.command("dev")(dev)
