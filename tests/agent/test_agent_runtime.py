@@ -278,7 +278,7 @@ async def test_server_outage_keeps_cached_svids(setup: Setup) -> None:
         await agent.stop()
 
 
-async def test_deleted_entry_withdrawn_through_sync(setup: Setup) -> None:
+async def test_deleted_entry_withdrawn_within_a_second(setup: Setup) -> None:
     agent = RunningAgent(
         Agent(
             await setup.agent_options(
@@ -293,21 +293,68 @@ async def test_deleted_entry_withdrawn_through_sync(setup: Setup) -> None:
             "spiffe://example.org/web", agent.spiffe_id, f"unix:uid:{UID}"
         )
         await eventually_fetch(socket_path, ["spiffe://example.org/web"])
+        first = asyncio.get_running_loop().create_future()
+        ended = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
 
+        def stream() -> None:
+            # A streaming workload: it holds the SVID until the stream says otherwise.
+            with WorkloadApiClient(f"unix://{socket_path}") as client:
+                try:
+                    for context in client.stream_x509_contexts():
+                        loop.call_soon_threadsafe(
+                            lambda c=context: first.done() or first.set_result(c)
+                        )
+                except WorkloadApiError as error:
+                    loop.call_soon_threadsafe(ended.set_result, (error.code, time.monotonic()))
+
+        reader = asyncio.create_task(asyncio.to_thread(stream))
+        await asyncio.wait_for(first, 10)
+
+        deleted_at = time.monotonic()
         await setup.delete_entry(entry_id)
-
-        deadline = time.monotonic() + 10
-        code: grpc.StatusCode | None = None
-        while code is None:
-            try:
-                await fetch(socket_path)
-            except WorkloadApiError as error:
-                code = error.code
-            assert time.monotonic() < deadline, "the deleted entry is still served"
-            await asyncio.sleep(0.05)
-        assert code == grpc.StatusCode.PERMISSION_DENIED
+        code, ended_at = await asyncio.wait_for(ended, 10)
+        await reader
     finally:
         await agent.stop()
+
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    assert ended_at - deleted_at < 1.0
+
+
+async def test_pyspiffe_client_against_agent(setup: Setup) -> None:
+    import sys
+
+    agent = RunningAgent(
+        Agent(
+            await setup.agent_options(
+                setup.root / "agent", JoinTokenAttestor(await setup.join_token())
+            )
+        )
+    )
+    socket_path = setup.socket_dir / "agent.sock"
+    try:
+        await agent.ready()
+        await setup.create_entry("spiffe://example.org/web", agent.spiffe_id, f"unix:uid:{UID}")
+        await eventually_fetch(socket_path, ["spiffe://example.org/web"])
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(Path(__file__).parent / "pyspiffe_client.py"),
+            "fetch",
+            str(socket_path),
+            "spiffe://example.org/db",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        await agent.stop()
+
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    result = json.loads(stdout)
+    assert result["spiffe_id"] == "spiffe://example.org/web"
+    assert result["validated_id"] == "spiffe://example.org/web"
+    assert result["jwt_source_validated"] == "spiffe://example.org/web"
 
 
 async def test_deliveries_reported_to_server(setup: Setup) -> None:
