@@ -12,11 +12,11 @@ Routes (the OIDC ones also under the issuer's path, when `jwt_issuer` has one):
     GET  /v1/leases                          list one's own leases, or any for an admin
 
 The listener serves TLS with the operator's certificate (`cert_file`, `key_file`), the one
-cloud providers verify when they fetch the JWKS, and requests a client
-certificate without requiring one. A client certificate must chain to the trust bundle and be an
-X509-SVID of this trust domain; its SPIFFE ID then identifies the caller. Without
-`cert_file` the listener speaks plain HTTP, for loopback or behind a proxy that terminates
-TLS; the endpoints that need mTLS then answer 401.
+cloud providers verify when they fetch the JWKS. It requests a client certificate without
+requiring one. A client certificate must chain to the trust bundle and be an X509-SVID of
+this trust domain, and its SPIFFE ID then identifies the caller. Without `cert_file` the
+listener speaks plain HTTP, for loopback or behind a proxy that terminates TLS, and the
+endpoints that need mTLS respond with 401.
 
 `CredentialsRuntime` runs all of it for `WardenServer`: the listener, the database broker
 and its sweeper, and the pruning of the `jti` replay cache.
@@ -25,7 +25,6 @@ and its sweeper, and the pruning of the `jti` replay cache.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import ssl
@@ -669,9 +668,10 @@ class CredentialsRuntime:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=10)
+            for task in pending:
+                log.error("background task did not stop", extra={"task": task.get_name()})
         self._tasks.clear()
         if self.listener is not None:
             await self.listener.stop()

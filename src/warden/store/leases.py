@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, delete, func, or_, select, update
+from sqlalchemy import Connection, and_, case, delete, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -326,7 +326,10 @@ class LeaseStore(StoreBase):
             .values(
                 claimed_by=self._server_id,
                 claimed_until=now + hold,
-                expires_at=case((leases.c.expires_at > now, now), else_=leases.c.expires_at),
+                expires_at=case(
+                    (leases.c.expires_at > now, literal(now, leases.c.expires_at.type)),
+                    else_=leases.c.expires_at,
+                ),
             )
             .returning(*leases.c)
         ).all()

@@ -459,8 +459,11 @@ class DatabaseBroker:
             delay = self._sweep_interval.total_seconds()
             if upcoming is not None:
                 delay = min(delay, max((upcoming - now).total_seconds(), 0.0) + 0.01)
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for loses a cancellation that
+            # arrives as the event is set, and the sweeper would never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
 
     # -- the management password ---------------------------------------------------------------
 

@@ -47,6 +47,10 @@ TERMINATE_WAIT_MS = 5000
 IDLE_CONNECTIONS = 4
 #: PostgreSQL identifiers are at most 63 bytes (NAMEDATALEN - 1).
 MAX_IDENTIFIER_BYTES = 63
+#: Key of the transaction-level advisory lock that serialises Warden's grants and revokes in
+#: one database. Without it, two transactions that change the privileges of one object (the
+#: schema that every leased user may create tables in) fail with "tuple concurrently updated".
+PRIVILEGE_LOCK_KEY = 0x77617264656E02
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +213,7 @@ class PostgresConnection:
             ]
             try:
                 async with connection.transaction():
+                    await _lock_privileges(connection)
                     for statement in rendered:
                         await connection.execute(statement)
                     # VALID UNTIL is set here whatever the statements set, so that the user
@@ -326,6 +331,7 @@ class PostgresConnection:
         connection = await self._connect(database)
         try:
             async with connection.transaction():
+                await _lock_privileges(connection)
                 await connection.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(user, owner))
                 await connection.execute(sql.SQL("DROP OWNED BY {}").format(user))
         except psycopg.Error as error:
@@ -367,6 +373,11 @@ class PostgresConnection:
         return BackendError(
             f"database connection {self.name!r}: {action} {username} failed: {message}{hint}"
         )
+
+
+async def _lock_privileges(connection: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+    """Wait for the database's privilege lock, held until the transaction ends."""
+    await connection.execute("SELECT pg_advisory_xact_lock(%s)", (PRIVILEGE_LOCK_KEY,))
 
 
 def _scram_verifier(
