@@ -157,13 +157,13 @@ class Demo:
         self.run(
             [
                 "entry", "create", "-spiffeID", f"spiffe://{TRUST_DOMAIN}/web", "-parentID", parent,
-                "-selector", "unix:uid:1000", "-owner", "web-team", "-description", "public web front end",
+                "-selector", "unix:uid:1000", "-owner", "team-shop", "-description", "public web front end",
             ]
         )  # fmt: skip
         self.run(
             [
                 "entry", "create", "-spiffeID", f"spiffe://{TRUST_DOMAIN}/orders-db-client", "-parentID", parent,
-                "-selector", "unix:uid:1001", "-owner", "orders-team", "-x509SVIDTTL", "30m",
+                "-selector", "unix:uid:1001", "-owner", "team-payments", "-x509SVIDTTL", "30m",
             ]
         )  # fmt: skip
         console.print("[dim]An entry without an owner is refused, and nothing is written:[/]")
@@ -247,8 +247,31 @@ class Demo:
         self.run(["audit-log", "list", "-limit", "20"])
         self.run(["audit-log", "verify"])
 
+    def audit(self) -> None:
+        self.step("5. Govern: inventory the Warden registry beside a sample cloud export")
+        from warden.governance.sample import sample_directory
+
+        sample = sample_directory()
+        console.print(f"[dim]The sample export in {sample} stands for what an organisation exports today.[/]")
+        self.run(
+            [
+                "audit",
+                "--warden-datastore", str(self.directory / "server" / "datastore.sqlite3"),
+                "--aws-authorization-details", str(sample / "aws" / "authorization-details.json"),
+                "--aws-credential-report", str(sample / "aws" / "credential-report.csv"),
+                "--cloudtrail", str(sample / "aws" / "cloudtrail"),
+                "--k8s-objects", str(sample / "kubernetes" / "objects.json"),
+                "--k8s-audit", str(sample / "kubernetes" / "audit.jsonl"),
+                "--github", str(sample / "github"),
+                "--ownership-map", str(sample / "ownership.yaml"),
+                "--roster", str(sample / "roster.txt"),
+                "--suppressions", str(sample / "suppressions.yaml"),
+                "--workspace", str(self.directory / "audit-workspace"),
+            ]
+        )  # fmt: skip
+
     def stop_server(self) -> None:
-        self.step("5. Stop everything cleanly")
+        self.step("6. Stop everything cleanly")
         console.print("[bold cyan]$ kill -TERM <server pid>[/]")
         for process in self.processes:
             process.send_signal(signal.SIGTERM)
@@ -270,6 +293,7 @@ def main() -> int:
         demo.register()
         demo.mint_and_verify()
         demo.show_audit_log()
+        demo.audit()
         demo.stop_server()
     except (DemoError, subprocess.TimeoutExpired, OSError, json.JSONDecodeError) as error:
         console.print(f"[bold red]Demo failed:[/] {error}")
