@@ -194,6 +194,7 @@ async def running_agent(
     rate_limit: RateLimit | None = None,
     svid_wait: float = 5.0,
     with_bundle: bool = True,
+    attestors: list[object] | None = None,
 ) -> AsyncIterator[RunningAgent]:
     """Start a manager and a Workload API endpoint at `socket_dir/api.sock`.
 
@@ -205,7 +206,8 @@ async def running_agent(
         manager.apply(EntryUpdate(bundle=ca.bundle))
     manager.start()
     attestor = CompositeAttestor(
-        [UnixAttestor(UnixConfig(discover_workload_path=discover_workload_path))]
+        attestors  # type: ignore[arg-type]
+        or [UnixAttestor(UnixConfig(discover_workload_path=discover_workload_path))]
     )
     socket_path = socket_dir / "api.sock"
     endpoint = WorkloadEndpoint(

@@ -352,6 +352,20 @@ async def test_unavailable_without_trust_bundle(socket_dir: Path) -> None:
     assert code == grpc.StatusCode.UNAVAILABLE
 
 
+async def test_failed_attestation_unavailable(socket_dir: Path) -> None:
+    from warden.agent.attestor.unix import UnixAttestor, UnixConfig
+
+    too_small = UnixAttestor(UnixConfig(discover_workload_path=True, workload_size_limit=10))
+    async with running_agent(socket_dir, attestors=[too_small]) as agent:
+        agent.register(make_entry("spiffe://example.org/web", f"unix:uid:{UID}"))
+        async with grpc.aio.insecure_channel(f"unix:{agent.socket_path}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await first_x509(workload_pb2_grpc.SpiffeWorkloadAPIStub(channel))
+
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "workload attestation failed" in (caught.value.details() or "")
+
+
 def test_socket_file_is_world_writable(agent: RunningAgent) -> None:
     mode = agent.socket_path.stat().st_mode
 
