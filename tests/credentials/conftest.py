@@ -11,6 +11,7 @@ revoked.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -22,6 +23,9 @@ from psycopg import sql
 
 from warden.server.app import WardenServer
 from warden.server.metrics import Metrics
+
+# The CLI tests run a real agent, built with the agent tests' helpers.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "agent"))
 
 
 @pytest.fixture

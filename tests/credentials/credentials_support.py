@@ -168,8 +168,8 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> Path:
 
 
 def operator_certificate(directory: Path) -> tuple[Path, Path, Path]:
-    """Create a CA and a server certificate for 127.0.0.1, as an operator's public
-    certificate would be; return the CA file, certificate chain file and key file."""
+    """Create a CA and a server certificate for 127.0.0.1, standing in for an operator's
+    public certificate. Return the CA file, the certificate chain file and the key file."""
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())

@@ -1,10 +1,11 @@
 """Leased PostgreSQL users against a real cluster that checks passwords.
 
-Leased users log in and query; expiry and explicit revocation end sessions opened before,
-drop the user and hand its tables to the configured owner, in every database; leases that
-expired while the server was stopped are revoked at start; servers sharing a datastore
-sweep without revoking twice; deleting the last entry of a SPIFFE ID revokes its leases;
-rotate-root replaces the management password. The audit log never contains a password.
+Leased users log in and query. Expiry and explicit revocation end the sessions opened
+before, drop the user and hand its tables to the configured owner, in every database.
+Leases that expired while the server was stopped are revoked at start, and servers sharing
+a datastore sweep without revoking twice. Deleting the last entry of a SPIFFE ID revokes its
+leases, and rotate-root replaces the management password. The audit log never contains a
+password.
 """
 
 from __future__ import annotations
