@@ -510,6 +510,7 @@ async def _run_dev(trust_domain_name: str, data_dir: Path | None) -> None:
     from warden.server.options import ServerOptions
     from warden.spiffe import Bundle, TrustDomain
 
+    loop_time = asyncio.get_running_loop().time
     trust_domain = TrustDomain.parse(trust_domain_name)
     # Short paths under /tmp keep the sockets within sun_path's 108 bytes. A directory the
     # command created is removed when it stops; one the user named is kept.
@@ -565,8 +566,13 @@ async def _run_dev(trust_domain_name: str, data_dir: Path | None) -> None:
             owner="warden-dev",
             description="created by warden dev for the user who started it",
         )
-        await asyncio.to_thread(admin.create_entries, [entry])
+        created = await asyncio.to_thread(admin.create_entries, [entry])
         admin.close()
+        entry_id = created.results[0].entry.id
+        # Print the banner once the agent can serve the entry, so the commands work at once.
+        deadline = loop_time() + 30
+        while agent.manager.cached_svid(entry_id) is None and loop_time() < deadline:
+            await asyncio.sleep(0.05)
 
         typer.echo(
             f"""Warden dev stack is running; stop it with Ctrl-C. Data: {root}
