@@ -397,6 +397,11 @@ async def test_k8s_process_outside_pods_gets_no_selectors(tmp_path: Path) -> Non
     assert kubelet.requests == []
 
 
+def test_k8s_missing_kubelet_ca_names_it(tmp_path: Path) -> None:
+    with pytest.raises(PluginConfigError, match="cannot load the kubelet TLS files"):
+        K8sAttestor.from_plugin_data({"kubelet_ca_path": str(tmp_path / "missing-ca.crt")})
+
+
 def test_k8s_both_ports_rejected() -> None:
     with pytest.raises(PluginConfigError, match="mutually exclusive"):
         K8sAttestor.from_plugin_data(

@@ -35,6 +35,7 @@ import pydantic
 from warden.agent.attestor.base import (
     AttestationError,
     PluginConfig,
+    PluginConfigError,
     parse_plugin_data,
     valid_selectors,
 )
@@ -135,14 +136,21 @@ class K8sAttestor:
                 timeout=REQUEST_TIMEOUT_SECONDS,
             )
         port = self.config.kubelet_secure_port or DEFAULT_SECURE_PORT
-        context = ssl.create_default_context()
-        if self.config.skip_kubelet_verification:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        else:
-            context = ssl.create_default_context(cafile=self.config.kubelet_ca_path)
-        if self.config.certificate_path and self.config.private_key_path:
-            context.load_cert_chain(self.config.certificate_path, self.config.private_key_path)
+        try:
+            if self.config.skip_kubelet_verification:
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            else:
+                context = ssl.create_default_context(cafile=self.config.kubelet_ca_path)
+            if self.config.certificate_path and self.config.private_key_path:
+                context.load_cert_chain(self.config.certificate_path, self.config.private_key_path)
+        except (OSError, ssl.SSLError) as error:
+            raise PluginConfigError(
+                f'WorkloadAttestor "k8s": cannot load the kubelet TLS files '
+                f"(kubelet_ca_path {self.config.kubelet_ca_path}, certificate_path, "
+                f"private_key_path): {error}; is the agent running in Kubernetes?"
+            ) from None
         return httpx.AsyncClient(
             base_url=f"https://{host}:{port}", verify=context, timeout=REQUEST_TIMEOUT_SECONDS
         )
