@@ -1683,6 +1683,27 @@ async def test_admin_socket_spares_shared_directory(tmp_path: Path) -> None:
     assert victim.read_text() == "not a socket\n"
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a directory to another user")
+@pytest.mark.xfail(
+    strict=True,
+    reason="the admin socket's directory is used whoever owns it: a local user who creates "
+    "/tmp/spire-server/private first keeps it, and can replace the socket the CLI trusts",
+)
+async def test_admin_socket_directory_owned_by_other_user_rejected(tmp_path: Path) -> None:
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    squatted = tmp_path / "spire-server" / "private"
+    squatted.mkdir(parents=True)
+    for directory in (squatted.parent, squatted):
+        os.chown(directory, nobody.pw_uid, nobody.pw_gid)
+    owner = None
+    with contextlib.suppress(Exception):
+        async with running_server(tmp_path, socket_path=squatted / "api.sock"):
+            owner = os.stat(squatted).st_uid
+    assert owner in (None, os.geteuid()), "the server listens in a directory another user owns"
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="JWT-SVID audiences have no size limit and are copied into the append-only audit "
@@ -1704,3 +1725,43 @@ async def test_jwt_audience_size_is_bounded(tmp_path: Path) -> None:
             assert error.code() == INVALID
         finally:
             await agent.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ListAuditRecords reads the whole audit log into a list before keeping the last "
+    "`limit` records, so 'warden audit-log list' costs server memory in proportion to the "
+    "whole log, which grows with every SVID signed",
+)
+async def test_audit_listing_reads_only_what_it_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from warden.store.models import AuditEvent
+
+    async with running_server(tmp_path) as server:
+        events = [
+            AuditEvent(
+                action="svid.x509.sign", actor="agent", subject=f"spiffe://{TRUST_DOMAIN}/w{i}"
+            )
+            for i in range(2000)
+        ]
+        await asyncio.to_thread(server.datastore.append_audit, events)
+        read = 0
+        original = server.datastore.iter_audit
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            nonlocal read
+            for record in original(*args, **kwargs):
+                read += 1
+                yield record
+
+        monkeypatch.setattr(server.datastore, "iter_audit", counting)
+
+        def listing() -> list[Any]:
+            with AdminClient(str(server.options.socket_path)) as client:
+                request = admin_pb2.ListAuditRecordsRequest(limit=10)
+                return list(client.audit.ListAuditRecords(request, timeout=30))
+
+        records = await asyncio.to_thread(listing)
+        assert len(records) == 10
+        assert read <= 100, f"{read} records read to return 10"
