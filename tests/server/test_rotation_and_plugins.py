@@ -272,3 +272,83 @@ async def test_health_and_metrics_endpoints(tmp_path: Path) -> None:
         )
     finally:
         await server.stop()
+
+
+async def test_aws_iid_attests_each_instance_once(tmp_path: Path) -> None:
+    import base64
+
+    from cryptography.hazmat.primitives import serialization as pem
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import pkcs7
+
+    from warden.server.nodeattest.aws_iid import encode_payload as aws_payload
+
+    region_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "stand-in for AWS")])
+    now = dt.datetime.now(dt.UTC)
+    region_certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(region_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(region_key, hashes.SHA256())
+    )
+    certificates = tmp_path / "aws-certificates.json"
+    certificates.write_text(
+        json.dumps({"eu-west-1": region_certificate.public_bytes(pem.Encoding.PEM).decode()})
+    )
+    document = json.dumps(
+        {
+            "accountId": "123456789012",
+            "availabilityZone": "eu-west-1a",
+            "imageId": "ami-0abcdef1234567890",
+            "instanceId": "i-0123456789abcdef0",
+            "region": "eu-west-1",
+        }
+    ).encode()
+    signature = base64.b64encode(
+        pkcs7.PKCS7SignatureBuilder()
+        .set_data(document)
+        .add_signer(region_certificate, region_key, hashes.SHA256())
+        .sign(pem.Encoding.DER, [pkcs7.PKCS7Options.NoCerts, pkcs7.PKCS7Options.Binary])
+    ).decode()
+    options = server_options(
+        tmp_path, node_attestors={"aws_iid": {"region_certificates_path": str(certificates)}}
+    )
+    server = WardenServer(options, metrics=Metrics(CollectorRegistry()))
+    await server.start()
+    first, second = MiniAgent(server.tls_port), MiniAgent(server.tls_port)
+
+    async def attest(agent: MiniAgent) -> agent_pb2.AttestAgentResponse:
+        stub = await agent.connect()
+        call = stub.AttestAgent()
+        await call.write(
+            agent_pb2.AttestAgentRequest(
+                params=agent_pb2.AttestAgentRequest.Params(
+                    data=agent_pb2.AttestationData(
+                        type="aws_iid", payload=aws_payload(document, signature)
+                    ),
+                    csr=make_csr(agent.key),
+                )
+            )
+        )
+        return await call.read()
+
+    try:
+        response = await attest(first)
+        assert response.result.svid.spiffe_id == (
+            "spiffe://example.org/spire/agent/aws_iid/123456789012/eu-west-1/i-0123456789abcdef0"
+        )
+        assert not response.result.reattestable
+
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await attest(second)
+        assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "evict" in raised.value.details()
+    finally:
+        await first.close()
+        await second.close()
+        await server.stop()
