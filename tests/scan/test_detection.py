@@ -4,11 +4,17 @@ calls and lists, long lines, and the anchors that decide which lines reach Pytho
 from __future__ import annotations
 
 import re._parser as regex_parser
+import string
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from warden.scan import RULES, Keyring, scan_text
-from warden.scan.engine import Engine, Profile
+from warden.scan.detector import FileContent
+from warden.scan.engine import AnchorKind, Engine, Profile
+from warden.scan.files import is_code
+from warden.scan.scanner import default_detector
 
 _KEYRING = Keyring(b"\x03" * 32)
 
@@ -149,3 +155,54 @@ def test_python_re_fallback_matches_hyperscan_lines(fake):
             return {text.count(b"\n", 0, end - 1) for _, end in engine.scan(text, profile)}
 
         assert lines(fast) == lines(slow)
+
+
+_VALUE_ALPHABET = string.ascii_letters + string.digits + "_-+/=.!@#$%^&*~:;,?<>[](){}|"
+_FORMATS = (
+    ("{key} = '{value}'\n", "app.py"),
+    ('{key}: "{value}"\n', "settings.ts"),
+    ('os.environ.setdefault("{key}", "{value}")\n', "app.py"),
+    ("{key}: {value}\n", "config.yaml"),
+    ('"{key}": "{value}",\n', "config.json"),
+    ("{key}={value}\n", "app.env"),
+    ("{key} '{value}'\n", "build.gradle.txt"),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    key=st.sampled_from(
+        ["api_secret", "CLIENT_SECRET", "password", "DB_PASS", "auth_token", "jwt_secret"]
+    ),
+    value=st.text(alphabet=_VALUE_ALPHABET, min_size=4, max_size=40),
+    form=st.sampled_from(_FORMATS),
+)
+def test_anchor_fires_wherever_keyed_rules_accept(key, value, form):
+    # The anchors decide which lines reach the rules: a line that the keyed rules accept
+    # when read directly must have been anchored.
+    template, path = form
+    line = template.format(key=key, value=value)
+    code = is_code(path)
+    detector = default_detector()
+    content = FileContent.from_text(line)
+    accepted = detector._keyed_matches(0, [len(line)], content, path, code=code)
+    if not accepted:
+        return
+    profile = Profile.CODE if code else Profile.TEXT
+    anchors = detector.engine.anchors(profile)
+    hits = detector.engine.scan(line.encode(), profile)
+    assert any(anchors[index].kind is AnchorKind.KEYED for index, _ in hits), line
+
+
+def test_nested_jwt_secret_without_digits_is_found():
+    text = "jwt:\n  issuer: billing\n  secret: 'kj#Lq!vZ@pXy'\n"
+    assert "jwt-signing-secret" in _rules(text, "config.yaml")
+
+
+def test_parent_key_found_above_siblings():
+    siblings = "\n".join(f'    "name{number}": "value{number}",' for number in range(30))
+    api_key = "4ea38b7b-f563-4709-9bae-87aeac1a8a2c"
+    entries = f'    "api_key": "{api_key}",\n    "token": "{api_key}"'
+    text = f'{{\n  "heroku": {{\n{siblings}\n{entries}\n  }}\n}}\n'
+    findings = scan_text(text, "config.json", keyring=_KEYRING)
+    assert [finding.rule_id for finding in findings] == ["heroku-api-key-legacy"] * 2

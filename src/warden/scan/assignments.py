@@ -245,12 +245,36 @@ _BLOCK_PARENT = re.compile(
 )
 
 
-def parent_keys(lines: list[str], index: int, limit: int = 3, lookback: int = 40) -> list[str]:
+def _sibling_parents(
+    memo: dict[int, list[str]] | None, position: int, line: str, indent: int
+) -> list[str] | None:
+    """Return the known parents of line `position` when it is a sibling: reached with no
+    bracket left open and no parent found yet, at the same indentation."""
+    if memo is None:
+        return None
+    parents = memo.get(position)
+    if parents is None or len(line) - len(line.lstrip()) != indent:
+        return None
+    return parents
+
+
+def parent_keys(
+    lines: list[str],
+    index: int,
+    limit: int = 3,
+    lookback: int = 40,
+    memo: dict[int, list[str]] | None = None,
+) -> list[str]:
     """Return up to `limit` keys enclosing line `index`, innermost first.
 
     Recognises YAML nesting by indentation (`jwt:` above an indented `secret:`) and blocks
     opened by a brace at the end of a line (`variable "okta_token" {`, `"ConnectionStrings":
     {`, `credentials {`). Looks back at most `lookback` lines.
+
+    Each parent's own parents are looked up from the parent's line, so `lookback` counts
+    from the innermost block. `memo` keeps the result of each line asked for in one file:
+    a sibling above (same indentation, no brackets) has the same parents, so consecutive
+    keys of one block are read without walking back again.
     """
     found: list[str] = []
     current = lines[index]
@@ -263,22 +287,36 @@ def parent_keys(lines: list[str], index: int, limit: int = 3, lookback: int = 40
             continue
         depth += stripped.count("}") + stripped.count("]") + stripped.count(")")
         opened = stripped.count("{") + stripped.count("[") + stripped.count("(")
-        block = _BLOCK_PARENT.match(line)
         if opened:
             if depth >= opened:
                 depth -= opened
+                sibling = None if depth or found else _sibling_parents(memo, position, line, indent)
+                if sibling is not None:
+                    found = list(sibling)
+                    break
                 continue
             depth = 0
+            block = _BLOCK_PARENT.match(line)
             if block:
+                # The keys above the block are the block line's own parents.
                 found.append(block["key"])
-            if len(found) >= limit:
+                found.extend(parent_keys(lines, position, limit, lookback, memo))
                 break
             continue
         line_indent = len(line) - len(line.lstrip())
-        yaml_parent = _YAML_PARENT.match(line)
-        if yaml_parent and line_indent < indent:
-            found.append(yaml_parent["key"])
-            indent = line_indent
-            if len(found) >= limit or indent == 0:
+        if line_indent >= indent:
+            sibling = None if depth or found else _sibling_parents(memo, position, line, indent)
+            if sibling is not None:
+                found = list(sibling)
                 break
+            continue
+        yaml_parent = _YAML_PARENT.match(line)
+        if yaml_parent:
+            found.append(yaml_parent["key"])
+            if line_indent > 0:
+                found.extend(parent_keys(lines, position, limit, lookback, memo))
+            break
+    found = found[:limit]
+    if memo is not None:
+        memo[index] = found
     return found

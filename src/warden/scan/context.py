@@ -8,7 +8,6 @@ Generic detection is only useful when it stays quiet on `changeme`, `<token>`, `
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
 
 from warden.scan.rule import PlaceholderPolicy
 
@@ -149,7 +148,7 @@ def is_prose(value: str) -> bool:
 
 def is_test_path(path: str) -> bool:
     """Tell whether a path is a test, fixture, example or documentation file."""
-    parts = PurePosixPath(path).parts
+    parts = [part for part in path.split("/") if part]
     if any(part.lower() in _TEST_DIRS for part in parts[:-1]):
         return True
     return bool(parts) and _TEST_FILE.match(parts[-1]) is not None

@@ -9,6 +9,7 @@ winner has none.
 
 from __future__ import annotations
 
+import codecs
 import itertools
 import operator
 import re
@@ -41,6 +42,7 @@ _AFTER = 16384
 _KEY_WINDOW = 256
 _VALUE_WINDOW = 1024
 _VALUE_SLACK = 24
+_KEY_CACHE_SIZE = 50_000
 _ALLOW = "warden:allow"
 # Any run of key characters followed by an assignment operator or a quote.
 _KEY_OPERATOR = re.compile(
@@ -77,6 +79,8 @@ class FileContent:
     text: str
     lines: list[str]
     starts: list[int]
+    # Enclosing keys of the lines read so far (see `parent_keys`).
+    parents: dict[int, list[str]] = field(default_factory=dict)
 
     @classmethod
     def from_text(cls, text: str) -> FileContent:
@@ -102,6 +106,35 @@ class FileContent:
             else:
                 high = middle - 1
         return low
+
+
+class _Columns:
+    """Turn byte offsets of anchor matches into character columns of their lines.
+
+    Byte and character columns differ only after non-ASCII characters, and only long lines
+    need exact columns, so a long non-ASCII line is decoded incrementally as matches move
+    along it (they arrive sorted by offset) instead of from its start for every match.
+    """
+
+    def __init__(self, data: bytes, content: FileContent) -> None:
+        self.data = data
+        self.content = content
+        self.ascii = data.isascii()
+        self.line = -1
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.byte = 0
+        self.characters = 0
+
+    def column(self, line_index: int, line_start: int, end: int) -> int:
+        if self.ascii or len(self.content.lines[line_index]) <= MAX_LINE:
+            return end - line_start
+        if line_index != self.line or end < self.byte:
+            self.line, self.byte, self.characters = line_index, line_start, 0
+            self.decoder.reset()
+        # A match may end inside a multi-byte character, which then counts from the next call.
+        self.characters += len(self.decoder.decode(self.data[self.byte : end]))
+        self.byte = end
+        return self.characters
 
 
 def _segments(
@@ -132,31 +165,35 @@ class Detector:
             (rule for rule in self.rules if rule.is_keyed), key=lambda rule: -rule.tier
         )
         self._keys = {rule.id: rule.compiled_keys() for rule in self.keyed}
-        # One regex for "any keyed rule could care about this key", to skip most assignments.
-        self._any_key = re.compile(
-            "|".join(f"(?:{rule.keys})" for rule in self.keyed) or "(?!)", re.IGNORECASE | re.ASCII
-        )
+        # Key name -> ids of the keyed rules whose key regex finds it. Files repeat the same
+        # few key names, so each is searched once per process.
+        self._rules_by_key: dict[str, frozenset[str]] = {}
 
     def detect(
-        self, data: bytes, content: FileContent | None, path: str, *, code: bool
+        self, data: bytes, text: str | FileContent | None, path: str, *, code: bool
     ) -> list[Match]:
         """Return the accepted matches in `data`, overlaps resolved, sorted by position.
 
-        `content` is the decoded text, or None to decode `data` as UTF-8 with replacement
-        characters. `code` says whether the file is source code, where an unquoted value is an
-        expression and not a literal.
+        `text` is the decoded content (or its lines), or None to decode `data` as UTF-8 with
+        replacement characters; it is split into lines only when an anchor matched. `code`
+        says whether the file is source code, where an unquoted value is an expression and
+        not a literal.
         """
         profile = Profile.CODE if code else Profile.TEXT
         hits = self.engine.scan(data, profile)
         if not hits:
             return []
-        if content is None:
-            content = FileContent.from_text(data.decode("utf-8", "replace"))
+        if isinstance(text, FileContent):
+            content = text
+        else:
+            content = FileContent.from_text(
+                data.decode("utf-8", "replace") if text is None else text
+            )
         anchors = self.engine.anchors(profile)
         # Per anchor and per line: the columns where the anchor's matches ended, which long
         # lines need to know which parts to read.
         by_anchor: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
-        ascii_only = data.isascii()
+        column_of = _Columns(data, content)
         newline_count = 0
         position = 0
         line_start = 0
@@ -172,9 +209,7 @@ class Detector:
             if end > 0 and data[end - 1] == 0x0A:
                 line_index -= 1
                 start_of_line = data.rfind(b"\n", 0, end - 1) + 1
-            column = end - start_of_line
-            if not ascii_only and len(content.lines[line_index]) > MAX_LINE:
-                column = len(data[start_of_line:end].decode("utf-8", "replace"))
+            column = column_of.column(line_index, start_of_line, end)
             by_anchor[anchor_index][line_index].append(column)
 
         matches: list[Match] = []
@@ -340,10 +375,10 @@ class Detector:
             if parents is None and (code or len(context.words(key)) > 2):
                 parents = []
             elif parents is None:
-                parents = parent_keys(content.lines, line_index)
+                parents = parent_keys(content.lines, line_index, memo=content.parents)
             path_key = ".".join([*reversed(parents), key]) if parents else key
             generic_key = parents[0] if (key.lower() in HOLDER_KEYS and parents) else key
-            if not self._any_key.search(path_key) and not self._any_key.search(generic_key):
+            if not self._rules_for(path_key) and not self._rules_for(generic_key):
                 continue
             start = content.starts[line_index] + assignment.value_start
             matches.extend(
@@ -371,16 +406,20 @@ class Detector:
         the generic rules read (the enclosing key for a holder such as `default`).
         """
         key = assignment.key
+        by_key = self._rules_for(key)
+        by_path_key = self._rules_for(path_key)
+        by_generic_key = self._rules_for(generic_key)
         matches: list[Match] = []
         claimed = False
         for rule in self.keyed:
             if rule.tier is Tier.GENERIC and claimed:
                 break
-            keys = self._keys[rule.id]
             if rule.tier is Tier.GENERIC:
-                target = generic_key if keys.search(generic_key) else None
+                target = generic_key if rule.id in by_generic_key else None
+            elif rule.id in by_key:
+                target = key
             else:
-                target = key if keys.search(key) else path_key if keys.search(path_key) else None
+                target = path_key if rule.id in by_path_key else None
             if target is None:
                 continue
             if rule.claims_key:
@@ -391,6 +430,16 @@ class Detector:
                 if rule.tier is not Tier.GENERIC:
                     claimed = True
         return matches
+
+    def _rules_for(self, key: str) -> frozenset[str]:
+        """Return the ids of the keyed rules whose key regex finds `key`."""
+        found = self._rules_by_key.get(key)
+        if found is None:
+            if len(self._rules_by_key) > _KEY_CACHE_SIZE:
+                self._rules_by_key.clear()
+            found = frozenset(rule.id for rule in self.keyed if self._keys[rule.id].search(key))
+            self._rules_by_key[key] = found
+        return found
 
     def _keyed_match(
         self,

@@ -204,17 +204,23 @@ def _value_head(length: int, *, quoted: bool = True) -> str:
     return first + rest
 
 
-def keyed_expression(keys: str, min_length: int, profile: Profile) -> str:
+def keyed_expression(
+    keys: str, min_length: int, profile: Profile, value_anchor: str | None = None
+) -> str:
     """Return the anchor of an assignment to a key matching `keys` (case-insensitively)
-    whose value has at least `min_length` characters.
+    whose value has at least `min_length` characters, or starts as `value_anchor` does.
 
     The forms: `key <operator> value`, `key 'value'` (Groovy, Gradle, nginx: a space, then
     a quote) and `"key", "value"` (a call or a pair, where the key is a whole quoted string).
     In code the value must be quoted.
     """
     key = key_expression(keys)
-    quoted = f"(?:{_QUOTE}){{1,2}}{_value_head(min_length)}"
-    unquoted = _value_head(min_length, quoted=False)
+    if value_anchor is None:
+        quoted = f"(?:{_QUOTE}){{1,2}}{_value_head(min_length)}"
+        unquoted = _value_head(min_length, quoted=False)
+    else:
+        quoted = f"(?:{_QUOTE}){{1,2}}(?:{value_anchor})"
+        unquoted = f"(?:{value_anchor})"
     operator = f"{_OPERATOR}|{_ANNOTATION}" if profile is Profile.CODE else _OPERATOR
     value = quoted if profile is Profile.CODE else f"(?:{quoted}|{unquoted})"
     # The opening quote of a key at the start of a line may sit on the line before.
@@ -244,8 +250,12 @@ def build_anchors(rules: Sequence[Rule], profile: Profile) -> list[Anchor]:
                 Anchor(anchor_expression(rule), rule.ignore_case, AnchorKind.PATTERN, rule)
             )
     for rule in keyed:
-        expression = keyed_expression(rule.keys or "", rule.min_length, profile)
+        expression = keyed_expression(rule.keys or "", rule.min_length, profile, rule.value_anchor)
         anchors.append(Anchor(expression, False, AnchorKind.KEYED))
+        if rule.nested_keys and profile is Profile.TEXT:
+            # Only configuration reads parent keys.
+            nested = keyed_expression(rule.nested_keys, rule.min_length, profile)
+            anchors.append(Anchor(nested, False, AnchorKind.KEYED))
     if keyed:
         union = "|".join(f"(?:{rule.keys})" for rule in keyed)
         anchors.append(Anchor(_comparison_expression(union, profile), False, AnchorKind.KEYED))

@@ -273,7 +273,7 @@ def read(source: SourceFile, max_size: int, warnings: list[ScanWarning]) -> byte
 def decode(data: bytes, relative: str, warnings: list[ScanWarning]) -> str:
     """Decode UTF-8; invalid bytes become U+FFFD and the file is read anyway, with a warning."""
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as error:
         warnings.append(
             ScanWarning(
@@ -282,13 +282,9 @@ def decode(data: bytes, relative: str, warnings: list[ScanWarning]) -> str:
                 f"invalid UTF-8 at byte {error.start}; read with replacement characters",
             )
         )
-        text = data.decode("utf-8", "replace")
-    if len(data) > LONG_LINE and max(len(line) for line in text.split("\n")) > LONG_LINE:
-        warnings.append(
-            ScanWarning(
-                "long_line",
-                relative,
-                f"a line is longer than {LONG_LINE} characters; scanned in full",
-            )
-        )
-    return text
+        return data.decode("utf-8", "replace")
+
+
+def has_long_line(data: bytes) -> bool:
+    """Tell whether a line of `data` is longer than `LONG_LINE` bytes."""
+    return len(data) > LONG_LINE and max(map(len, data.split(b"\n"))) > LONG_LINE

@@ -125,9 +125,14 @@ class Rule:
     ignore_case: bool = False
     # Keyed rules: the shortest value the check accepts. The engine's anchor requires that
     # many characters after the operator (at most 16), so shorter values never reach Python.
-    # Rules that read a key nested under a parent (`secret:` under `jwt:`) are found through
-    # the anchors of the generic rules, whose minimum must not exceed theirs.
     min_length: int = 1
+    # Keyed rules: an anchor expression (Hyperscan syntax) for the start of every value the
+    # check can accept, used instead of `min_length` characters when it is tighter.
+    value_anchor: str | None = None
+    # Keyed rules that read a key nested under a parent they name (`secret:` under `jwt:`):
+    # a regex over the nested key alone, anchored with this rule's `min_length`. Other
+    # nested keys are found through the generic rules' anchors.
+    nested_keys: str | None = None
 
     def __post_init__(self) -> None:
         if (self.pattern is None) == (self.keys is None):

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from warden.scan import context, files, gitsource
-from warden.scan.detector import Detector, FileContent, Match
+from warden.scan.detector import Detector, Match
 from warden.scan.engine import Engine
 from warden.scan.model import Confidence, Finding, ScanResult, ScanWarning, Severity
 from warden.scan.rule import Lifetime, Rule, Tier
@@ -103,19 +103,17 @@ class Scanner:
             warnings.append(ScanWarning("binary", path, "skipped: binary content (NUL byte)"))
             self.result.stats.files_skipped += 1
             return []
-        content = None
-        if not data.isascii():
-            content = FileContent.from_text(files.decode(data, path, warnings))
-        elif len(data) > files.LONG_LINE and max(map(len, data.split(b"\n"))) > files.LONG_LINE:
+        text = None if data.isascii() else files.decode(data, path, warnings)
+        if files.has_long_line(data):
             warnings.append(
                 ScanWarning(
                     "long_line",
                     path,
-                    f"a line is longer than {files.LONG_LINE} characters; scanned in full",
+                    f"a line is longer than {files.LONG_LINE} bytes; scanned in full",
                 )
             )
         self.result.stats.bytes_scanned += len(data)
-        matches = self.detector.detect(data, content, path, code=files.is_code(path))
+        matches = self.detector.detect(data, text, path, code=files.is_code(path))
         findings: list[Finding] = []
         for match in matches:
             finding = self._finding(match, path, commit)

@@ -207,7 +207,7 @@ _NOT_A_SECRET_VALUE = re.compile(
       | v?\d+(?:\.\d+){1,3}(?:[-+][\w.]+)?$              # a version
       | (?:sha1|sha256|sha384|sha512|md5)[-:]            # an integrity hash
       | [A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*){2,}$          # a dotted name: module.Class.attr
-      | [a-z]+(?:[_-][a-z]+)*$                           # letters only: a word, snake_name, CamelCase
+      | [a-z_-]+$                                        # letters, _ and -: a word or a name
       | (?:true|false|yes|no|on|off|null|none|nil)$
     )""",
     re.VERBOSE | re.IGNORECASE,
@@ -313,7 +313,10 @@ RULES = (
         "references, values naming their key and keys that describe a password "
         "(`password_label`, `PASSWORD_MIN_LENGTH`) are skipped; in source code an unquoted "
         "value is an expression and is skipped too.",
-        keys=r"passw|passphrase|pwd|(?:^|[^a-z])pass(?:[^a-z]|$)|(?:^|[_.-])pw$",
+        # `pass` alone or between key separators (DB_PASS, smtp-pass, pass2), never inside a
+        # word (bypass, passage, compass).
+        keys=r"passw|passphrase|pwd|(?:^|[\d_.$@-])pass$|(?:^|[\d_.$@-])pass[\d_.$@-]"
+        r"|(?:^|[_.-])pw$",
         value=r"[\s\S]{4,}",
         check=_password,
         min_length=4,
@@ -353,9 +356,11 @@ RULES = (
         r"|ingest.?key|deploy.?key|write.?key|\bpat$",
         value=r"[^\s]{4,}",
         check=_secret,
-        # 12 for an assignment, but `secret: …` nested under `jwt:` reaches the JWT signing
-        # secret rule (8 characters or more) through this rule's anchor.
-        min_length=8,
+        # 12 for an assignment and 4 for a comparison, which has an anchor of its own.
+        min_length=12,
+        # The check rejects values made only of letters, `_` and `-` (words and names), so
+        # an accepted value has another character among its first 100, or is longer.
+        value_anchor=r"""[^\s"']{0,100}[^\sA-Za-z_"'-]|[^\s]{101}""",
         lifetime=Lifetime.UNKNOWN,
         placeholder=PlaceholderPolicy.VALUE,
         examples=(
@@ -388,6 +393,7 @@ RULES = (
         value=r"[^\s][\s\S]{7,}",
         check=_signing_secret,
         min_length=8,
+        nested_keys=r"^(?:secret|signing.?key|key)$",
         placeholder=PlaceholderPolicy.VALUE,
         examples=("jwt:\n  secret: 'kj4#Lq9!vZ2@pX'\n  ttl: 3600", "JWT_SECRET=kj4#Lq9!vZ2@pX"),
         negative_examples=("JWT_SECRET=${JWT_SECRET}", "jwt:\n  secret: changeme"),
