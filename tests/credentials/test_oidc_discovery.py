@@ -8,6 +8,7 @@ document's issuer stays the public https URL whatever address the request came t
 
 from __future__ import annotations
 
+import socket
 import warnings
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -232,3 +233,16 @@ def test_jwks_capped_at_100_keys() -> None:
     assert published[0]["kid"] == "k30"
     assert all("x5c" not in key and "x5t" not in key for key in published)
     assert all(key["use"] == "sig" for key in published)
+
+
+async def test_connections_disable_nagle(server: WardenServer) -> None:
+    # Without TCP_NODELAY a response's body waits ~40 ms for the client's delayed ACK.
+    async with httpx.AsyncClient() as client:
+        await client.get(base_url(server) + "/keys")
+        listener = server.credentials.listener
+        assert listener is not None
+        connections = list(listener._server.server_state.connections)  # type: ignore[union-attr]
+        sockets = [c.transport.get_extra_info("socket") for c in connections]
+
+    assert sockets
+    assert all(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in sockets)
