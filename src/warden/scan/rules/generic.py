@@ -278,6 +278,8 @@ def _secret(candidate: Candidate) -> Check | None:
         return _password(candidate)
     if len(value) < 12 or len(value) > 1000 or " " in value or not _usable(candidate):
         return None
+    if value[0] in "{[(":
+        return None  # a structure or a template (`{0}…`), not a random token
     if _UUID.fullmatch(value):
         return Check(confidence=Confidence.MEDIUM)
     if _NOT_A_SECRET_VALUE.match(value):
@@ -359,8 +361,10 @@ RULES = (
         # 12 for an assignment and 4 for a comparison, which has an anchor of its own.
         min_length=12,
         # The check rejects values made only of letters, `_` and `-` (words and names), so
-        # an accepted value has another character among its first 100, or is longer.
-        value_anchor=r"""[^\s"']{0,100}[^\sA-Za-z_"'-]|[^\s]{101}""",
+        # an accepted value has another character among its first 100, or is longer. A
+        # value starting with a bracket is an object or a list.
+        value_anchor=r"""[^\sA-Za-z_"'{[(-]|[^\s"'{[(](?:[^\s"']{0,99}[^\sA-Za-z_"'-]"""
+        r"""|[^\s]{100})""",
         lifetime=Lifetime.UNKNOWN,
         placeholder=PlaceholderPolicy.VALUE,
         examples=(
