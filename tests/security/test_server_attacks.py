@@ -301,7 +301,8 @@ async def test_malformed_attestation_is_invalid_argument(tmp_path: Path) -> None
             "token with a slash": [params("join_token", b"a/../../spire/server", csr)],
             "garbage CSR": [params("join_token", b"f" * 36, b"\x30\x03\x02\x01\x00")],
             "no CSR": [params("join_token", b"f" * 36, b"")],
-            "16 MB of payload": [params("join_token", b"a" * (15 * 1024 * 1024), csr)],
+            "15 MB of payload": [params("join_token", b"a" * (15 * 1024 * 1024), csr)],
+            "15 MB CSR": [params("join_token", b"f" * 36, b"\x30\x84" + b"\x00" * (15 << 20))],
         }
         for name, requests in cases.items():
             agent = Agent(server.tls_port)
@@ -1089,6 +1090,37 @@ async def test_audit_rewrite_with_recomputed_hashes_detected(tmp_path: Path) -> 
 
 
 @pytest.mark.postgres
+async def test_audit_verify_detects_tampering_on_postgres(
+    tmp_path: Path, postgres_cluster: Any, postgres_url: str
+) -> None:
+    """A superuser who bypasses the triggers still cannot hide a change, a removal, a
+    reordering or a TRUNCATE from verification."""
+    from warden.store import Datastore
+
+    async with running_server(
+        tmp_path, datastore=postgres_url, datastore_type="postgres"
+    ) as server:
+        agent = await joined_agent(server)
+        try:
+            workload = await create_entry(server, f"spiffe://{TRUST_DOMAIN}/web", agent.spiffe_id)
+            assert (await agent.sign(workload.id)).status.code == 0
+        finally:
+            await agent.close()
+    template = postgres_url.rsplit("/", 1)[1]
+    cases = {**TAMPERING, "TRUNCATE": "TRUNCATE audit_log"}
+    for name, statements in cases.items():
+        url = postgres_cluster.create_database(template=template)
+        with postgres_cluster.connect(url.rsplit("/", 1)[1]) as connection:
+            connection.execute("SET session_replication_role = replica")
+            for statement in statements.split("; "):
+                connection.execute(statement.replace("seq = -1", "seq = 1000000"))
+        with Datastore.open(url, migrate=False) as store:
+            result = store.verify_audit_log()
+        assert not result.ok, name
+        assert result.problem, name
+
+
+@pytest.mark.postgres
 async def test_restricted_role_cannot_rewrite_audit(
     tmp_path: Path, postgres_cluster: Any, postgres_url: str
 ) -> None:
@@ -1160,6 +1192,22 @@ async def test_cli_tables_print_stored_strings_verbatim(tmp_path: Path) -> None:
     assert "\x1b]0;" not in listed.stdout
     assert shown.returncode == 0, shown.stderr[-500:]
     assert "[/team]" in shown.stdout
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="join-token owners are not checked for control characters as entry owners are, "
+    "and the owner passes to the agent, so 'warden agent list' prints terminal escapes",
+)
+async def test_join_token_owner_control_characters_rejected(tmp_path: Path) -> None:
+    async with running_server(tmp_path) as server:
+        with pytest.raises(grpc.RpcError) as raised:
+            await admin(
+                server,
+                "agents.CreateJoinToken",
+                admin_pb2.CreateJoinTokenRequest(ttl=600, owner="ops\x1b]0;pwned\x07"),
+            )
+        assert raised.value.code() == INVALID
 
 
 @pytest.mark.xfail(
