@@ -16,9 +16,13 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
+import io
 import json
+import logging
 import os
+import pwd
 import shutil
+import signal
 import socket
 import sqlite3
 import ssl
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import psycopg
 import pytest
 from attack_kit import (
     TRUST_DOMAIN,
@@ -57,9 +62,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import NameOID
 
-from warden.api.server.v1 import admin_pb2, agent_pb2, types_pb2
+from warden.api.server.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, types_pb2
+from warden.config import ConfigError, load_server_config
+from warden.logs import TextFormatter
 from warden.server.client import AdminClient
+from warden.server.main import verify_audit_log_offline
 from warden.server.nodeattest.x509pop import encode_payload, sign_challenge
+from warden.store import AuditEvent, Datastore
+from warden.store.audit import canonical_record, chain_hash
+from warden.store.roles import server_role_grants
 
 SERVER_ID = f"spiffe://{TRUST_DOMAIN}/spire/server"
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -183,8 +194,6 @@ async def test_agent_svid_cannot_administer_over_tls(tmp_path: Path) -> None:
         try:
             channel = agent.channel
             assert channel is not None
-            from warden.api.server.v1 import admin_pb2_grpc
-
             entries = admin_pb2_grpc.EntriesStub(channel)
             error = await rpc_error(
                 entries.BatchCreateEntry(
@@ -989,8 +998,6 @@ async def test_audit_verify_detects_tampering_on_sqlite(tmp_path: Path) -> None:
         configs.append(config)
 
     # One case through the CLI as an operator runs it, all through the function it calls.
-    from warden.server.main import verify_audit_log_offline
-
     results = verify_offline(intact, configs[-1])
     assert results[0].returncode == 0, results[0].stderr
     assert json.loads(results[0].stdout)["ok"]
@@ -1022,8 +1029,6 @@ async def test_audit_triggers_block_update_and_delete(tmp_path: Path) -> None:
 def rewrite_audit_record(connection: sqlite3.Connection, seq: int, actor: str) -> None:
     """Replace record `seq` with a new actor and re-chain every later record and the head,
     using only INSERT OR REPLACE and an UPDATE of the head's hash at the same sequence."""
-    from warden.store.audit import canonical_record, chain_hash
-
     rows = connection.execute(
         "SELECT seq, recorded_at, actor, action, subject, details, server_id, prev_hash "
         "FROM audit_log WHERE seq >= ? ORDER BY seq",
@@ -1095,8 +1100,6 @@ async def test_audit_verify_detects_tampering_on_postgres(
 ) -> None:
     """A superuser who bypasses the triggers still cannot hide a change, a removal, a
     reordering or a TRUNCATE from verification."""
-    from warden.store import Datastore
-
     async with running_server(
         tmp_path, datastore=postgres_url, datastore_type="postgres"
     ) as server:
@@ -1126,9 +1129,6 @@ async def test_restricted_role_cannot_rewrite_audit(
 ) -> None:
     """The restricted role the docs recommend can move the head's hash, but that is caught,
     and it cannot upsert over a record."""
-    from warden.store import AuditEvent, Datastore
-    from warden.store.roles import server_role_grants
-
     Datastore.open(postgres_url).close()
     database = postgres_url.rsplit("/", 1)[1]
     role = f"attacker_{database[-8:]}"
@@ -1141,8 +1141,6 @@ async def test_restricted_role_cannot_rewrite_audit(
         store.append_audit(
             [AuditEvent(action="entry.create", actor="alice", subject=f"r{i}") for i in range(3)]
         )
-    import psycopg
-
     with postgres_cluster.connect(database, user=role) as connection:
         with pytest.raises(psycopg.errors.Error):
             connection.execute(
@@ -1412,15 +1410,11 @@ def test_kill_during_writes_keeps_datastore_consistent(tmp_path: Path) -> None:
         worker.join(timeout=30)
     assert created, "no entry was created before the kill"
 
-    from warden.server.main import verify_audit_log_offline
-
     ok, records, problem, _ = verify_audit_log_offline(str(server.config))
     assert ok, problem
 
     server.start()
     try:
-        from warden.store import Datastore
-
         with Datastore.open(server.data_dir / "datastore.sqlite3", migrate=False) as store:
             entry_ids = {e.id for e in store.iter_all_entries()}
             audited_entries = {
@@ -1456,8 +1450,6 @@ def test_kill_during_writes_keeps_datastore_consistent(tmp_path: Path) -> None:
     "every later batch of 16 or more CSRs fails with UNKNOWN until the server restarts",
 )
 async def test_signing_pool_recovers_from_killed_worker(tmp_path: Path) -> None:
-    import signal
-
     async with running_server(tmp_path, signing_workers=2, ratelimit_signing=False) as server:
         agent = await joined_agent(server)
         try:
@@ -1637,8 +1629,6 @@ plugins {{
 
 def config_problem(tmp_path: Path, text: str, expand_env: bool = False) -> str:
     """Load a server configuration that must be rejected; return the error message."""
-    from warden.config import ConfigError, load_server_config
-
     path = tmp_path / "server.conf"
     path.write_text(text)
     with pytest.raises(ConfigError) as raised:
@@ -1719,11 +1709,6 @@ def test_deeply_nested_config_is_config_error(tmp_path: Path) -> None:
     "entry id with a newline and tabs forges whole log lines",
 )
 async def test_agent_input_cannot_forge_log_lines(tmp_path: Path) -> None:
-    import io
-    import logging
-
-    from warden.logs import TextFormatter
-
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(TextFormatter())
@@ -1829,8 +1814,6 @@ async def test_admin_socket_spares_shared_directory(tmp_path: Path) -> None:
     "/tmp/spire-server/private first keeps it, and can replace the socket the CLI trusts",
 )
 async def test_admin_socket_directory_owned_by_other_user_rejected(tmp_path: Path) -> None:
-    import pwd
-
     nobody = pwd.getpwnam("nobody")
     squatted = tmp_path / "spire-server" / "private"
     squatted.mkdir(parents=True)
@@ -1875,8 +1858,6 @@ async def test_jwt_audience_size_is_bounded(tmp_path: Path) -> None:
 async def test_audit_listing_reads_only_what_it_returns(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from warden.store.models import AuditEvent
-
     async with running_server(tmp_path) as server:
         events = [
             AuditEvent(
