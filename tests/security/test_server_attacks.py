@@ -1,9 +1,9 @@
 """Attacks on the Warden server, the server half of the identity plane.
 
-Each test starts its own server (in this event loop, or as `warden server run` in its own
-process) on free loopback ports with its data under tmp_path, then attacks one surface: the
+Each test starts its own server on free loopback ports with its data under tmp_path, in this
+event loop or as `warden server run` in its own process. It then attacks one surface: the
 TLS listener, the agent API, the admin API, the datastore and its audit log, the
-configuration loader, the CLI and the logs.
+configuration loader, the CLI or the logs.
 
 Each test marked `xfail(strict=True)` reproduces a problem the server still has, and its
 reason names the problem. The others are attacks the server withstands, kept as regression
@@ -874,12 +874,12 @@ async def test_server_id_alias_grants_nothing(tmp_path: Path) -> None:
             first = await asyncio.wait_for(
                 stub.SyncEntries(agent_pb2.SyncEntriesRequest()).read(), 10
             )
-            held = {e.spiffe_id: e.id for e in first.upserts}
-            assert payments.spiffe_id not in held, "node A holds node B's workload entry"
+            held_ids = {e.spiffe_id: e.id for e in first.upserts}
+            assert payments.spiffe_id not in held_ids, "node A holds node B's workload entry"
             result = await node_a.sign(payments.id)
             assert result.status.code != 0, "node A got node B's workload SVID"
-            if SERVER_ID in held:
-                result = await node_a.sign(held[SERVER_ID])
+            if SERVER_ID in held_ids:
+                result = await node_a.sign(held_ids[SERVER_ID])
                 assert result.status.code != 0, "node A got an SVID for the server's own ID"
         finally:
             await node_a.close()
@@ -1037,15 +1037,27 @@ def rewrite_audit_record(connection: sqlite3.Connection, seq: int, actor: str) -
     previous = rows[0][7]
     for number, recorded_at, old_actor, action, subject, details, server_id, _ in rows:
         moment = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=recorded_at)
-        who = actor if number == seq else old_actor
+        record_actor = actor if number == seq else old_actor
         record_hash = chain_hash(
             previous,
-            canonical_record(number, moment, who, action, subject, json.loads(details), server_id),
+            canonical_record(
+                number, moment, record_actor, action, subject, json.loads(details), server_id
+            ),
         )
         connection.execute(
             "INSERT OR REPLACE INTO audit_log (seq, recorded_at, actor, action, subject, "
             "details, server_id, prev_hash, record_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (number, recorded_at, who, action, subject, details, server_id, previous, record_hash),
+            (
+                number,
+                recorded_at,
+                record_actor,
+                action,
+                subject,
+                details,
+                server_id,
+                previous,
+                record_hash,
+            ),
         )
         previous = record_hash
     connection.execute("UPDATE audit_head SET record_hash = ? WHERE id = 1", (previous,))
@@ -1182,14 +1194,14 @@ async def test_cli_tables_print_stored_strings_verbatim(tmp_path: Path) -> None:
                     timeout=10,
                 )
             listed = await run_cli(server, "audit-log", "list", "-action", "svid.jwt.sign")
-            shown = await run_cli(server, "entry", "show")
+            entries_table = await run_cli(server, "entry", "show")
         finally:
             await agent.close()
     assert listed.returncode == 0, listed.stderr[-500:]
     assert "[/evil]" in listed.stdout
     assert "\x1b]0;" not in listed.stdout
-    assert shown.returncode == 0, shown.stderr[-500:]
-    assert "[/team]" in shown.stdout
+    assert entries_table.returncode == 0, entries_table.stderr[-500:]
+    assert "[/team]" in entries_table.stdout
 
 
 @pytest.mark.xfail(
@@ -1323,7 +1335,7 @@ def test_logs_and_key_files_keep_secrets(tmp_path: Path) -> None:
 
 
 def test_failed_start_keeps_database_password_out_of_output(tmp_path: Path) -> None:
-    """A server that cannot reach its PostgreSQL says so without echoing the password."""
+    """A server that cannot reach its PostgreSQL reports it without printing the password."""
     password = "Sup3r-secret-" + os.urandom(4).hex()
     unreachable = socket.socket()
     unreachable.bind(("127.0.0.1", 0))
@@ -1810,7 +1822,7 @@ async def test_admin_socket_spares_shared_directory(tmp_path: Path) -> None:
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a directory to another user")
 @pytest.mark.xfail(
     strict=True,
-    reason="the admin socket's directory is used whoever owns it: a local user who creates "
+    reason="the admin socket's directory is used whatever its owner: a local user who creates "
     "/tmp/spire-server/private first keeps it, and can replace the socket the CLI trusts",
 )
 async def test_admin_socket_directory_owned_by_other_user_rejected(tmp_path: Path) -> None:
