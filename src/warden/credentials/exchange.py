@@ -27,14 +27,14 @@ may not have, `unsupported_grant_type` for another grant type.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
-
-import jwt
 
 from warden.credentials.errors import ExchangeError
 from warden.credentials.oidc import TOKEN_EXCHANGE_GRANT
@@ -410,12 +410,17 @@ class TokenExchanger:
 
 
 def _signed_times(token: str, now: datetime, ttl: timedelta) -> tuple[datetime, datetime]:
-    """Return the `iat` and `exp` of a token this process has just signed."""
+    """Return the `iat` and `exp` of a token this process has just signed.
+
+    The payload is decoded directly: the signature needs no check here, and PyJWT's
+    decoder costs about a fifth of an exchange.
+    """
     try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
+        segment = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+        issued, expiry = claims["iat"], claims["exp"]
+    except (IndexError, ValueError, KeyError, TypeError):
         return now, now + ttl
-    issued, expiry = claims.get("iat"), claims.get("exp")
     if not isinstance(issued, int) or not isinstance(expiry, int):
         return now, now + ttl
     return datetime.fromtimestamp(issued, tz=UTC), datetime.fromtimestamp(expiry, tz=UTC)

@@ -43,10 +43,10 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from warden.server.http import HttpListener
 from warden.spiffe import SpiffeError, SpiffeId, check_x509_svid_leaf
-from warden.store.leases import replay_key
 
 if TYPE_CHECKING:
     from warden.credentials import DatabaseBroker, TokenExchanger
+    from warden.credentials.replay import BatchedReplayCache
     from warden.server.app import WardenServer
 
 log = logging.getLogger(__name__)
@@ -379,12 +379,15 @@ class HttpApi:
         try:
             return await handler()
         except CallerError as error:
+            self._log_rejection(request, error.status, error.description)
             return _error(error.status, error.error, error.description)
         except LeaseError as error:
+            self._log_rejection(request, error.status, str(error))
             return _error(
                 error.status, _LEASE_ERROR_CODES.get(error.status, "invalid_request"), str(error)
             )
         except CredentialError as error:
+            self._log_rejection(request, 400, str(error))
             return _error(400, "invalid_request", str(error))
         except Exception as error:
             log.error(
@@ -393,6 +396,18 @@ class HttpApi:
                 exc_info=True,
             )
             return _error(500, "server_error", "internal error; see the server log")
+
+    @staticmethod
+    def _log_rejection(request: Request, status: int, error: str) -> None:
+        log.info(
+            "HTTP API request rejected",
+            extra={
+                "path": request.url.path,
+                "status": status,
+                "address": _client_address(request),
+                "error": error,
+            },
+        )
 
     # OIDC discovery.
 
@@ -441,6 +456,7 @@ class HttpApi:
             exchange_request = parse_exchange_request(form, peer)
             result = await asyncio.to_thread(self.exchanger.exchange, exchange_request)
         except CallerError as error:
+            self._log_rejection(request, error.status, error.description)
             await self._audit_rejection(
                 ExchangeError(error.error, error.description), request, peer, audience
             )
@@ -589,16 +605,6 @@ class HttpApi:
 # -- wiring into the server -------------------------------------------------------------------
 
 
-class _DatastoreReplayCache:
-    """The exchange's replay cache on the server's datastore."""
-
-    def __init__(self, datastore: Any) -> None:
-        self._datastore = datastore
-
-    def remember(self, trust_domain: str, jti: str, expires_at: datetime) -> bool:
-        return bool(self._datastore.remember_jti(replay_key(trust_domain, jti), expires_at))
-
-
 class CredentialsRuntime:
     """Everything of the credential brokers that runs inside `WardenServer`."""
 
@@ -610,6 +616,7 @@ class CredentialsRuntime:
         self.port: int | None = None
         self._tls_context: ssl.SSLContext | None = None
         self._bundle_sequence: int | None = None
+        self._replay: BatchedReplayCache | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -649,6 +656,7 @@ class CredentialsRuntime:
     def _build_exchanger(self) -> TokenExchanger | None:
         from warden.credentials import TokenExchanger, TokenExchangeSettings
         from warden.credentials.oidc import validate_issuer
+        from warden.credentials.replay import BatchedReplayCache
 
         options = self.server.options
         if not options.jwt_issuer:
@@ -659,12 +667,13 @@ class CredentialsRuntime:
             return None
         issuer = validate_issuer(options.jwt_issuer)
         settings = options.token_exchange or TokenExchangeSettings()
+        self._replay = BatchedReplayCache(self.server.datastore.remember_jtis)
         return TokenExchanger(
             settings,
             issuer=issuer,
             bundles=lambda: self.server.bundle,
             signer=self.server.ca,
-            replay=_DatastoreReplayCache(self.server.datastore),
+            replay=self._replay,
             clock=self.server.clock,
         )
 
@@ -678,6 +687,8 @@ class CredentialsRuntime:
         self._tasks.clear()
         if self.listener is not None:
             await self.listener.stop()
+        if self._replay is not None:
+            await asyncio.to_thread(self._replay.close)
         if self.broker is not None:
             await self.broker.close()
 

@@ -514,19 +514,30 @@ class LeaseStore(StoreBase):
         `key` comes from `replay_key`. A remembered key whose token has expired is taken
         over, so the cache never rejects a token because of a stale row.
         """
+        return self.remember_jtis([(key, expires_at)])[0]
+
+    def remember_jtis(self, items: Sequence[tuple[str, datetime]]) -> list[bool]:
+        """Remember several `(key, expires_at)` in one transaction, in order.
+
+        Returns, for each item, False when its key was known already, including a key that
+        an earlier item of the same call added.
+        """
         now = self._now()
-        expires_at = require_aware(expires_at, "expires_at")
         dialect = postgresql if self._postgres else sqlite
-        statement = dialect.insert(jti_replay).values(key=key, expires_at=expires_at)
-        statement = statement.on_conflict_do_update(
-            index_elements=[jti_replay.c.key],
-            set_={"expires_at": statement.excluded.expires_at},
-            where=jti_replay.c.expires_at <= now,
-        ).returning(jti_replay.c.key)
-        # RETURNING, because the driver reports no row count for INSERT on PostgreSQL.
+        results: list[bool] = []
         with self._write() as connection:
-            row = connection.execute(statement).one_or_none()
-        return row is not None
+            for key, expires_at in items:
+                statement = dialect.insert(jti_replay).values(
+                    key=key, expires_at=require_aware(expires_at, "expires_at")
+                )
+                statement = statement.on_conflict_do_update(
+                    index_elements=[jti_replay.c.key],
+                    set_={"expires_at": statement.excluded.expires_at},
+                    where=jti_replay.c.expires_at <= now,
+                ).returning(jti_replay.c.key)
+                # RETURNING, because the driver reports no row count for INSERT on PostgreSQL.
+                results.append(connection.execute(statement).one_or_none() is not None)
+        return results
 
     def prune_jti(self) -> int:
         """Delete remembered `jti` values whose tokens have expired."""
