@@ -26,6 +26,26 @@ from rich.panel import Panel
 
 console = Console(highlight=False)
 TRUST_DOMAIN = "demo.example.org"
+NODE_ALIAS = f"spiffe://{TRUST_DOMAIN}/node/demo"
+WEB_ID = f"spiffe://{TRUST_DOMAIN}/web"
+API_ID = f"spiffe://{TRUST_DOMAIN}/orders-api"
+OPERATOR_ID = f"spiffe://{TRUST_DOMAIN}/operator"
+# Two workloads run as these users (when the demo runs as root), so the agent tells them apart.
+WEB_UID = 61000
+API_UID = 61001
+INTRUDER_UID = 61002
+
+
+# How long the demo waits for the agent's batched delivery report before showing entries.
+AGENT_REPORT_WAIT_SECONDS = 3
+
+
+def _first_token(output: str) -> str:
+    """The first JWT-SVID in `warden api fetch jwt -output json` output."""
+    document = json.loads(output)
+    svids = document.get("svids", document) if isinstance(document, dict) else document
+    first = svids[0] if isinstance(svids, list) else svids
+    return str(first.get("token") or first.get("svid"))
 
 
 class DemoError(Exception):
@@ -43,6 +63,9 @@ class Demo:
         self.directory = directory
         self.socket = directory / "server" / "api.sock"
         self.server_config = directory / "server.conf"
+        self.agent_config = directory / "agent.conf"
+        # Outside the agent's data_dir (mode 0700), so that workloads of other users reach it.
+        self.agent_socket = directory / "workload-api" / "api.sock"
         self.server_port = free_port()
         self.processes: list[subprocess.Popen[bytes]] = []
         self.environment = dict(
@@ -153,17 +176,25 @@ class Demo:
 
     def register(self) -> None:
         self.step("2. Register workloads; every identity has an owner")
-        parent = f"spiffe://{TRUST_DOMAIN}/node/demo"
+        parent = NODE_ALIAS
         self.run(
             [
-                "entry", "create", "-spiffeID", f"spiffe://{TRUST_DOMAIN}/web", "-parentID", parent,
-                "-selector", "unix:uid:1000", "-owner", "team-shop", "-description", "public web front end",
+                "entry", "create", "-spiffeID", WEB_ID, "-parentID", parent,
+                "-selector", f"unix:uid:{WEB_UID}", "-owner", "team-shop", "-description", "public web front end",
             ]
         )  # fmt: skip
         self.run(
             [
-                "entry", "create", "-spiffeID", f"spiffe://{TRUST_DOMAIN}/orders-db-client", "-parentID", parent,
-                "-selector", "unix:uid:1001", "-owner", "team-payments", "-x509SVIDTTL", "30m",
+                "entry", "create", "-spiffeID", API_ID, "-parentID", parent,
+                "-selector", f"unix:uid:{API_UID}", "-owner", "team-payments", "-x509SVIDTTL", "30m",
+                "-description", "orders API, called by the web front end",
+            ]
+        )  # fmt: skip
+        self.run(
+            [
+                "entry", "create", "-spiffeID", OPERATOR_ID, "-parentID", parent,
+                "-selector", f"unix:uid:{os.getuid()}", "-owner", "team-platform",
+                "-description", "the operator running this demo",
             ]
         )  # fmt: skip
         console.print("[dim]An entry without an owner is refused, and nothing is written:[/]")
@@ -243,16 +274,18 @@ class Demo:
         )
 
     def show_audit_log(self) -> None:
-        self.step("4. Every signing and every change is in the append-only audit log")
+        self.step("6. Every attestation, signing and change is in the append-only audit log")
         self.run(["audit-log", "list", "-limit", "20"])
         self.run(["audit-log", "verify"])
 
     def audit(self) -> None:
-        self.step("5. Govern: inventory the Warden registry beside a sample cloud export")
+        self.step("7. Govern: inventory the Warden registry beside a sample cloud export")
         from warden.governance.sample import sample_directory
 
         sample = sample_directory()
-        console.print(f"[dim]The sample export in {sample} stands for what an organisation exports today.[/]")
+        console.print(
+            f"[dim]The sample export in {sample} stands for what an organisation exports today.[/]"
+        )
         self.run(
             [
                 "audit",
@@ -270,8 +303,125 @@ class Demo:
             ]
         )  # fmt: skip
 
+    def start_agent(self) -> None:
+        self.step("4. Start an agent: it attests its node with a join token")
+        token_output = self.run(
+            [
+                "token",
+                "generate",
+                "-spiffeID",
+                NODE_ALIAS,
+                "-owner",
+                "team-platform",
+                "-output",
+                "json",
+            ]
+        )
+        token = json.loads(token_output)["value"]
+        agent_dir = self.directory / "agent"
+        bundle_pem = self.directory / "bundle.pem"
+        self.agent_config.write_text(
+            "agent {\n"
+            f'  trust_domain = "{TRUST_DOMAIN}"\n'
+            '  server_address = "127.0.0.1"\n'
+            f'  server_port = "{self.server_port}"\n'
+            f'  socket_path = "{self.agent_socket}"\n'
+            f'  data_dir = "{agent_dir}"\n'
+            f'  trust_bundle_path = "{bundle_pem}"\n'
+            f'  join_token = "{token}"\n'
+            '  usage_report_interval = "2s"\n'
+            "}\n"
+            "plugins {\n"
+            '  NodeAttestor "join_token" { plugin_data {} }\n'
+            '  KeyManager "memory" { plugin_data {} }\n'
+            '  WorkloadAttestor "unix" { plugin_data {} }\n'
+            "}\n"
+        )
+        console.print(
+            Panel(
+                self.agent_config.read_text().replace(token, token[:8] + "..."),
+                title=str(self.agent_config),
+            )
+        )
+
+        def serving() -> bool:
+            if not self.agent_socket.exists():
+                return False
+            check = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "warden",
+                    "api",
+                    "fetch",
+                    "x509",
+                    "-socketPath",
+                    str(self.agent_socket),
+                    "-silent",
+                ],
+                capture_output=True,
+                env=self.environment,
+                check=False,
+            )
+            return check.returncode == 0
+
+        self.start(["agent", "run", "-config", str(self.agent_config)], "agent.log", serving)
+        self.run(["agent", "list"])
+        console.print(
+            "[dim]The operator's own process fetches its identity through the Workload API:[/]"
+        )
+        self.run(["api", "fetch", "x509", "-socketPath", str(self.agent_socket)])
+        token_text = self.run(
+            [
+                "api",
+                "fetch",
+                "jwt",
+                "-audience",
+                "https://ci.example.org",
+                "-socketPath",
+                str(self.agent_socket),
+                "-output",
+                "json",
+            ],
+            show=False,
+        )
+        jwt_svid = _first_token(token_text)
+        self.run(
+            [
+                "api",
+                "validate",
+                "jwt",
+                "-audience",
+                "https://ci.example.org",
+                "-svid",
+                jwt_svid,
+                "-socketPath",
+                str(self.agent_socket),
+            ]
+        )
+
+    def workloads(self) -> None:
+        self.step("5. Two workloads talk over mutual TLS with identities from the Workload API")
+        from warden.demo_workloads import run_workloads
+
+        distinct = os.getuid() == 0
+        if distinct:
+            # Workloads run as other users: they must reach the agent's socket and nothing else.
+            os.chmod(self.directory, 0o711)  # noqa: S103 - traversal only, keys stay in 0700 dirs
+            os.chmod(self.agent_socket.parent, 0o755)  # noqa: S103 - workloads must reach the socket
+        else:
+            console.print(
+                "[yellow]Not running as root: both workloads run as your user and share your "
+                "identity. Run the demo as root to see two identities told apart by uid.[/]"
+            )
+        if not run_workloads(self.agent_socket, distinct, console):
+            raise DemoError("the workloads could not talk over mutual TLS; see the lines above")
+        console.print("[dim]The agent reports SVID deliveries to the server, for the inventory:[/]")
+        time.sleep(AGENT_REPORT_WAIT_SECONDS)
+        self.run(["entry", "show", "-parentID", NODE_ALIAS])
+
     def stop_server(self) -> None:
-        self.step("6. Stop everything cleanly")
+        self.step("8. Stop everything cleanly")
         console.print("[bold cyan]$ kill -TERM <server pid>[/]")
         for process in self.processes:
             process.send_signal(signal.SIGTERM)
@@ -292,6 +442,8 @@ def main() -> int:
         demo.start_server()
         demo.register()
         demo.mint_and_verify()
+        demo.start_agent()
+        demo.workloads()
         demo.show_audit_log()
         demo.audit()
         demo.stop_server()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from cryptography import x509
@@ -11,8 +12,24 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from warden.api.server.v1 import agent_pb2, agent_pb2_grpc
 from warden.api.transport import ClientBridge, ClientCredentials
+from warden.server.options import ServerOptions
 from warden.spiffe import SpiffeId, TrustDomain
 from warden.spiffe.bundle import Bundle
+
+
+def server_options(tmp_path: Path, **overrides: object) -> ServerOptions:
+    values: dict[str, object] = {
+        "trust_domain": TrustDomain("example.org"),
+        "data_dir": tmp_path / "data",
+        "bind_address": "127.0.0.1",
+        "bind_port": 0,
+        "socket_path": tmp_path / "admin" / "api.sock",
+        "node_attestors": {"join_token": {}},
+        "ratelimit_attestation": False,
+        "event_poll_interval": 0.05,
+    }
+    values.update(overrides)
+    return ServerOptions(**values)  # type: ignore[arg-type]
 
 
 def make_csr(key: ec.EllipticCurvePrivateKey) -> bytes:

@@ -15,9 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from prometheus_client import CollectorRegistry
-from server_helpers import MiniAgent, make_csr
+from server_helpers import MiniAgent, make_csr, server_options
 
-from conftest import server_options
 from warden.api.server.v1 import admin_pb2, admin_pb2_grpc, agent_pb2
 from warden.server.app import WardenServer
 from warden.server.metrics import Metrics
@@ -351,4 +350,50 @@ async def test_aws_iid_attests_each_instance_once(tmp_path: Path) -> None:
     finally:
         await first.close()
         await second.close()
+        await server.stop()
+
+
+async def test_disabled_jwt_svids_are_refused(tmp_path: Path) -> None:
+    from warden.server.client import AdminClient, AdminError
+
+    server = WardenServer(
+        server_options(tmp_path, disable_jwt_svids=True), metrics=Metrics(CollectorRegistry())
+    )
+    await server.start()
+    try:
+        with (
+            AdminClient(str(server.options.socket_path)) as client,
+            pytest.raises(AdminError) as raised,
+        ):
+            await asyncio.to_thread(
+                client.call,
+                client.svids.MintJWTSVID,
+                admin_pb2.MintJWTSVIDRequest(spiffe_id="spiffe://example.org/job", audience=["x"]),
+            )
+        assert "disable_jwt_svids" in str(raised.value)
+    finally:
+        await server.stop()
+
+
+async def test_api_calls_logged_when_enabled(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from warden.server.client import AdminClient
+
+    server = WardenServer(
+        server_options(tmp_path, log_api_calls=True), metrics=Metrics(CollectorRegistry())
+    )
+    await server.start()
+    try:
+        with (
+            caplog.at_level("INFO", logger="warden.server.api"),
+            AdminClient(str(server.options.socket_path)) as client,
+        ):
+            await asyncio.to_thread(client.get_status)
+        calls = [r for r in caplog.records if r.name == "warden.server.api"]
+        assert calls
+        assert calls[-1].method == "/warden.server.v1.ServerStatus/GetStatus"
+        assert calls[-1].caller.startswith("local:uid=")
+        assert calls[-1].status == "OK"
+    finally:
         await server.stop()

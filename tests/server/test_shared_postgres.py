@@ -11,9 +11,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client import CollectorRegistry
-from server_helpers import MiniAgent, make_csr
+from server_helpers import MiniAgent, make_csr, server_options
 
-from conftest import server_options
 from warden.api.server.v1 import admin_pb2, agent_pb2, types_pb2
 from warden.server.app import WardenServer
 from warden.server.client import AdminClient

@@ -7,9 +7,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client import CollectorRegistry
-from server_helpers import make_csr
+from server_helpers import make_csr, server_options
 
-from conftest import server_options
 from warden.server.app import WardenServer
 from warden.server.entry_cache import make_entry
 from warden.server.metrics import Metrics

@@ -16,6 +16,7 @@ from typing import TextIO
 from warden import logs
 from warden.agent.attestor import PluginConfigError, WorkloadAttestor, build_workload_attestor
 from warden.agent.nodeattest import NodeAttestationError, build_node_attestor
+from warden.agent.ratelimit import RateLimit
 from warden.agent.runtime import Agent, AgentOptions
 from warden.config.agent import AgentConfig, load_agent_config
 from warden.config.errors import ConfigError
@@ -96,6 +97,12 @@ def options_from_config(config: AgentConfig, join_token: str | None = None) -> A
         workload_attestors=workload_attestors,
         bootstrap_bundle=_bootstrap_bundle(config, trust_domain),
         insecure_bootstrap=bool(settings.insecure_bootstrap),
+        rate_limit=RateLimit(
+            requests_per_second=float(settings.workload_api_rate_limit),
+            burst=int(settings.workload_api_rate_burst),
+        ),
+        max_svids=int(settings.x509_svid_cache_max_size),
+        usage_interval=settings.usage_report_interval.total_seconds(),
     )
 
 

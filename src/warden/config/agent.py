@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -38,9 +39,11 @@ from warden.config.values import (
     Bool,
     ConfigPath,
     Host,
+    Int,
     LogFormat,
     LogLevel,
     Port,
+    PositiveDuration,
     Secret,
     TrustDomainName,
     one_of,
@@ -68,7 +71,6 @@ class AgentSettings(Section):
         "allow_unauthenticated_verifiers": _NO_DELEGATION,
         "allowed_foreign_jwt_claims": "",
         "availability_target": "",
-        "x509_svid_cache_max_size": "",
         "jwt_svid_cache_max_size": "",
         "workload_x509_svid_key_type": "workload keys are always EC P-256",
         "rebootstrap_mode": "",
@@ -105,8 +107,21 @@ class AgentSettings(Section):
     log_level: LogLevel = "info"
     log_format: LogFormat = "text"
     log_file: ConfigPath | None = None
+    #: Most X509-SVIDs the agent keeps; SVIDs that connected workloads use are never dropped.
+    x509_svid_cache_max_size: Int = 1000
+    #: Warden: Workload API calls per second allowed to each workload; 0 turns the limit off.
+    workload_api_rate_limit: Int = 0
+    #: Warden: burst of calls above that rate; 0 means one second's worth.
+    workload_api_rate_burst: Int = 0
+    #: Warden: how often the agent reports to the server when workloads last received SVIDs.
+    usage_report_interval: PositiveDuration = timedelta(seconds=30)
 
     def config_problems(self) -> Iterable[tuple[str, str]]:
+        if self.x509_svid_cache_max_size < 1:
+            yield "x509_svid_cache_max_size", "must be at least 1"
+        for key in ("workload_api_rate_limit", "workload_api_rate_burst"):
+            if getattr(self, key) < 0:
+                yield key, "must be 0 (off) or positive"
         if self.join_token is not None and self.join_token_file is not None:
             yield "join_token_file", "set only one of join_token and join_token_file"
         if self.insecure_bootstrap and self.trust_bundle_path is not None:

@@ -243,13 +243,16 @@ class WorkloadApiClient:
     # JWT.
 
     def fetch_jwt_svids(
-        self, audience: Sequence[str], spiffe_id: SpiffeId | str | None = None
+        self, audience: str | Sequence[str], spiffe_id: SpiffeId | str | None = None
     ) -> list[JwtSvidToken]:
-        """Return a JWT-SVID for `audience` per identity, or for `spiffe_id` only."""
-        if not audience:
-            raise ValueError("a JWT-SVID needs at least one audience")
+        """Return a JWT-SVID for `audience` (one string or several) per identity, or for
+        `spiffe_id` only."""
+        # A bare string is one audience, not a sequence of one-letter audiences.
+        audiences = [audience] if isinstance(audience, str) else list(audience)
+        if not audiences or not all(audiences):
+            raise ValueError("a JWT-SVID needs at least one non-empty audience")
         request = workload_pb2.JWTSVIDRequest(
-            audience=list(audience), spiffe_id=str(spiffe_id) if spiffe_id else ""
+            audience=audiences, spiffe_id=str(spiffe_id) if spiffe_id else ""
         )
         try:
             response = self._stub.FetchJWTSVID(request, metadata=HEADER, timeout=self.timeout)
@@ -261,7 +264,7 @@ class WorkloadApiClient:
         ]
 
     def fetch_jwt_svid(
-        self, audience: Sequence[str], spiffe_id: SpiffeId | str | None = None
+        self, audience: str | Sequence[str], spiffe_id: SpiffeId | str | None = None
     ) -> JwtSvidToken:
         """Return the default identity's JWT-SVID for `audience` (or `spiffe_id`'s)."""
         svids = self.fetch_jwt_svids(audience, spiffe_id)

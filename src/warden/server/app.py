@@ -298,7 +298,11 @@ class WardenServer:
         from warden.server.services.agent import add_agent_service
 
         server = grpc.aio.server(
-            interceptors=[RpcMetricsInterceptor(self.metrics)],
+            interceptors=[
+                RpcMetricsInterceptor(
+                    self.metrics, self._describe_caller if self.options.log_api_calls else None
+                )
+            ],
             options=[
                 ("grpc.max_receive_message_length", 16 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -341,6 +345,10 @@ class WardenServer:
         await self.credentials.start()
 
     # -- TLS and bundles ------------------------------------------------------------------------
+
+    def _describe_caller(self, context: Any) -> str:
+        peer = self.peers.lookup(context)
+        return peer.describe() if peer is not None else "unknown"
 
     def _is_own_domain(self, spiffe_id: SpiffeId) -> bool:
         return spiffe_id.trust_domain == self.options.trust_domain

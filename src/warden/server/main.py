@@ -99,6 +99,8 @@ def options_from_config(config: Any) -> ServerOptions:
         prometheus_host=prometheus.host if prometheus is not None else None,
         prometheus_port=prometheus.port if prometheus is not None else None,
         signing_workers=server.signing_workers,
+        disable_jwt_svids=server.disable_jwt_svids,
+        log_api_calls=server.audit_log_enabled,
         ratelimit_attestation=server.ratelimit.attestation,
         ratelimit_signing=server.ratelimit.signing,
         **credential_options(config),

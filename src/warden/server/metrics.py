@@ -9,6 +9,7 @@ a `status` label and have an `_elapsed_time` summary beside them, in seconds.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -80,6 +81,16 @@ class Metrics:
         self.counter(keys, f"Count of {'.'.join(keys)}").inc(amount)
 
 
+api_log = logging.getLogger("warden.server.api")
+
+
+def _status_name(error: BaseException, context: Any) -> str:
+    code = context.code() if hasattr(context, "code") else None
+    if code is not None and hasattr(code, "name"):
+        return str(code.name)
+    return type(error).__name__
+
+
 def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
@@ -87,8 +98,10 @@ def _snake(name: str) -> str:
 class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
     """Counts and times every RPC as SPIRE's `rpc.<service>.<method>` call counter."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, describe_caller: Any = None) -> None:
         self._metrics = metrics
+        # With a function of the call's context, every call is also logged with its caller.
+        self._describe_caller = describe_caller
 
     async def intercept_service(self, continuation: Any, details: Any) -> Any:
         handler = await continuation(details)
@@ -100,22 +113,45 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
         keys = ("rpc", package.replace(".", "_"), _snake(service_name), _snake(method))
         metrics = self._metrics
 
+        describe = self._describe_caller
+
+        def log_call(context: Any, status: str) -> None:
+            if describe is not None:
+                api_log.info(
+                    "api call",
+                    extra={"method": details.method, "caller": describe(context), "status": status},
+                )
+
         def wrap_unary(function: Any) -> Any:
             async def wrapped(request: Any, context: Any) -> Any:
-                with metrics.call(*keys):
-                    return await function(request, context)
+                status = "OK"
+                try:
+                    with metrics.call(*keys):
+                        return await function(request, context)
+                except BaseException as error:
+                    status = _status_name(error, context)
+                    raise
+                finally:
+                    log_call(context, status)
 
             return wrapped
 
         def wrap_stream(function: Any) -> Any:
             async def wrapped(request: Any, context: Any) -> Any:
-                with metrics.call(*keys):
-                    result = function(request, context)
-                    if hasattr(result, "__aiter__"):
-                        async for item in result:
-                            yield item
-                    else:
-                        await result
+                status = "OK"
+                try:
+                    with metrics.call(*keys):
+                        result = function(request, context)
+                        if hasattr(result, "__aiter__"):
+                            async for item in result:
+                                yield item
+                        else:
+                            await result
+                except BaseException as error:
+                    status = _status_name(error, context)
+                    raise
+                finally:
+                    log_call(context, status)
 
             return wrapped
 

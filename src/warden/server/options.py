@@ -84,6 +84,9 @@ class ServerOptions:
     database: DatabaseSettings | None = None
     database_sweep_interval: timedelta = timedelta(seconds=5)
 
+    disable_jwt_svids: bool = False
+    # Log one line per API call, as SPIRE's audit_log_enabled does.
+    log_api_calls: bool = False
     # Processes that sign X509-SVIDs beside the server process; -1 means one per core.
     signing_workers: int = 0
     ratelimit_attestation: bool = True

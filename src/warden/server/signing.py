@@ -154,6 +154,7 @@ class SigningService:
         self, agent_id: str, entry: CachedEntry, audience: Sequence[str]
     ) -> tuple[str, int, int]:
         """Mint a JWT-SVID for an entry; return the token, its issue time and its expiry."""
+        self._check_jwt_enabled()
         now = self._now()
         ttl = self._jwt_ttl(entry.jwt_svid_ttl)
         token = self._server.ca.sign_jwt_svid(
@@ -203,6 +204,7 @@ class SigningService:
     async def mint_jwt(
         self, spiffe_id: str, audience: Sequence[str], ttl_seconds: int, actor: str
     ) -> tuple[str, int]:
+        self._check_jwt_enabled()
         parsed = self._check_own_domain(spiffe_id)
         if not audience or not all(audience):
             raise SigningError("at least one non-empty audience is required")
@@ -223,6 +225,13 @@ class SigningService:
             extra={"spiffe_id": str(parsed), "caller": actor, "audience": list(audience)},
         )
         return token, expires_at
+
+    def _check_jwt_enabled(self) -> None:
+        if self._server.options.disable_jwt_svids:
+            raise SigningError(
+                "JWT-SVIDs are disabled on this server (disable_jwt_svids = true in its "
+                "configuration)"
+            )
 
     def _check_own_domain(self, spiffe_id: str) -> SpiffeId:
         try:

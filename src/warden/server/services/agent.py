@@ -242,9 +242,12 @@ class AgentAPI(agent_pb2_grpc.AgentAPIServicer):
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"entry {request.entry_id} is not authorised for agent {caller.spiffe_id}",
             )
-        token, issued_at, expires_at = await self._server.signing.sign_jwt_for_entry(
-            caller.spiffe_id, entry, request.audience
-        )
+        try:
+            token, issued_at, expires_at = await self._server.signing.sign_jwt_for_entry(
+                caller.spiffe_id, entry, request.audience
+            )
+        except SigningError as error:
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(error))
         return agent_pb2.NewJWTSVIDResponse(
             token=token, spiffe_id=entry.spiffe_id, issued_at=issued_at, expires_at=expires_at
         )
