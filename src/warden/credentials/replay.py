@@ -3,7 +3,7 @@
 Each accepted token's `jti` is written to the datastore before a token is issued, so a write
 per exchange would cost one commit (an fsync on SQLite) per request. `BatchedReplayCache`
 has one writer thread: it waits a few milliseconds after the first `jti` arrives, writes
-every `jti` queued meanwhile in one transaction, and wakes each caller with its own answer.
+every `jti` queued meanwhile in one transaction, and wakes each caller with its own result.
 Callers are threads (the exchange runs in a worker thread), so it uses threading, not asyncio.
 """
 
