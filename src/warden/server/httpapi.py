@@ -43,6 +43,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from warden.server.http import HttpListener
 from warden.spiffe import SpiffeError, SpiffeId, check_x509_svid_leaf
+from warden.store.errors import DatabaseUnavailable
 
 if TYPE_CHECKING:
     from warden.credentials import DatabaseBroker, TokenExchanger
@@ -389,6 +390,12 @@ class HttpApi:
         except CredentialError as error:
             self._log_rejection(request, 400, str(error))
             return _error(400, "invalid_request", str(error))
+        except DatabaseUnavailable as error:
+            log.error(
+                "HTTP API request failed: datastore unavailable",
+                extra={"path": request.url.path, "error": str(error)},
+            )
+            return _error(503, "unavailable", str(error))
         except Exception as error:
             log.error(
                 "HTTP API request failed",
