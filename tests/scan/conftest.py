@@ -9,11 +9,13 @@ a live secret sits in the test files.
 from __future__ import annotations
 
 import base64
+import os
 import random
 import re
 import string
 import subprocess
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -85,6 +87,20 @@ class FakeCredentials:
         header = encode('{"alg":"RS256","kid":"k1"}')
         signature = self.chars(string.ascii_letters + string.digits, 43)
         return f"{header}.{encode(claims)}.{signature}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compiled_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Keep compiled Hyperscan databases in a folder of this test session, not the user's
+    cache; commands the tests start inherit the setting."""
+    folder = tmp_path_factory.mktemp("compiled-cache")
+    saved = os.environ.get("WARDEN_CACHE_DIR")
+    os.environ["WARDEN_CACHE_DIR"] = str(folder)
+    yield folder
+    if saved is None:
+        os.environ.pop("WARDEN_CACHE_DIR", None)
+    else:
+        os.environ["WARDEN_CACHE_DIR"] = saved
 
 
 @pytest.fixture

@@ -155,6 +155,15 @@ def scan(
     rule: Annotated[
         list[str] | None, typer.Option("--rule", help="Run only this rule id. Repeatable.")
     ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=0,
+            help="Worker processes; 0 starts one per CPU for trees of 64 MB or more.",
+        ),
+    ] = 0,
     list_rules: Annotated[
         bool, typer.Option("--list-rules", help="List the rules and exit.")
     ] = False,
@@ -194,6 +203,7 @@ def scan(
             min_confidence=confidence,
             max_file_size=max_file_size,
             rules=rule or None,
+            jobs=jobs,
         )
     except (FileNotFoundError, GitError, ValueError) as error:
         _fail(str(error))

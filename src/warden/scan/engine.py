@@ -18,7 +18,9 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from warden.scan import compiled
 from warden.scan.rule import Rule
 
 logger = logging.getLogger(__name__)
@@ -274,18 +276,29 @@ def _without_inline_flags(expression: str) -> tuple[str, bool]:
 
 
 class _Database:
-    """The anchors of one profile, compiled for Hyperscan or for `re`."""
+    """The anchors of one profile, compiled for Hyperscan or for `re`.
 
-    def __init__(self, anchors: list[Anchor], use_hyperscan: bool) -> None:
+    A Hyperscan database comes from `serialized` when given (a parent process's, sent to a
+    worker), else from the per-user cache (`warden.scan.compiled`), else from compiling.
+    """
+
+    def __init__(
+        self,
+        anchors: list[Anchor],
+        use_hyperscan: bool,
+        *,
+        serialized: bytes | None = None,
+        cache: bool = True,
+    ) -> None:
         self.anchors = anchors
-        self.hyperscan: object | None = None
+        self.hyperscan: Any = None  # a hyperscan.Database; the package ships no types
         self.compiled: list[re.Pattern[bytes]] = []
         if use_hyperscan:
-            self.hyperscan = self._compile_hyperscan()
+            self.hyperscan = self._load_hyperscan(serialized, cache)
         else:
             self.compiled = [self._compile_re(anchor) for anchor in anchors]
 
-    def _compile_hyperscan(self) -> object:
+    def _expressions(self) -> tuple[list[bytes], list[int]]:
         import hyperscan
 
         expressions: list[bytes] = []
@@ -294,6 +307,25 @@ class _Database:
             expression, caseless = _without_inline_flags(anchor.expression)
             expressions.append(expression.encode())
             flags.append(hyperscan.HS_FLAG_CASELESS if caseless or anchor.caseless else 0)
+        return expressions, flags
+
+    def _load_hyperscan(self, serialized: bytes | None, cache: bool) -> Any:
+        import hyperscan
+
+        expressions, flags = self._expressions()
+        key = compiled.cache_key(
+            compiled.package_version("hyperscan").encode(),
+            b"\0".join(expressions),
+            bytes(str(flags), "ascii"),
+        )
+        stored = serialized if serialized is not None else compiled.load(key) if cache else None
+        if stored is not None:
+            try:
+                database = hyperscan.loadb(stored, hyperscan.HS_MODE_BLOCK)
+                database.scratch = hyperscan.Scratch(database)
+                return database
+            except hyperscan.error as error:
+                logger.debug("recompiling the scan database: the stored one failed: %s", error)
         database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         try:
             database.compile(
@@ -304,7 +336,17 @@ class _Database:
             )
         except hyperscan.error as error:
             raise ValueError(f"hyperscan rejected a scan rule anchor: {error}") from error
+        if cache:
+            compiled.store(key, hyperscan.dumpb(database))
         return database
+
+    def serialize(self) -> bytes | None:
+        if self.hyperscan is None:
+            return None
+        import hyperscan
+
+        data: bytes = hyperscan.dumpb(self.hyperscan)
+        return data
 
     @staticmethod
     def _compile_re(anchor: Anchor) -> re.Pattern[bytes]:
@@ -319,7 +361,7 @@ class _Database:
             def on_match(anchor_id: int, start: int, end: int, flags: int, context: object) -> None:
                 hits.append((anchor_id, end))
 
-            self.hyperscan.scan(data, match_event_handler=on_match)  # type: ignore[attr-defined]
+            self.hyperscan.scan(data, match_event_handler=on_match)
             return hits
         for index, pattern in enumerate(self.compiled):
             hits.extend((index, match.end()) for match in pattern.finditer(data))
@@ -328,9 +370,20 @@ class _Database:
 
 class Engine:
     """Find anchor matches in a byte string: `scan` returns (anchor index, end offset) pairs,
-    the index pointing into `anchors(profile)`."""
+    the index pointing into `anchors(profile)`.
 
-    def __init__(self, rules: Sequence[Rule], *, use_hyperscan: bool = True) -> None:
+    `serialized` takes the databases of `serialize()` from another process with the same
+    rules; `cache=False` compiles without reading or writing the per-user cache.
+    """
+
+    def __init__(
+        self,
+        rules: Sequence[Rule],
+        *,
+        use_hyperscan: bool = True,
+        serialized: dict[str, bytes] | None = None,
+        cache: bool = True,
+    ) -> None:
         self.name = "re"
         self.warning: str | None = None
         if use_hyperscan:
@@ -345,12 +398,28 @@ class Engine:
                 logger.warning("scan engine fallback: %s", self.warning)
             else:
                 self.name = "hyperscan"
+        stored = serialized or {}
         self._databases = {
-            profile: _Database(build_anchors(rules, profile), use_hyperscan) for profile in Profile
+            profile: _Database(
+                build_anchors(rules, profile),
+                use_hyperscan,
+                serialized=stored.get(profile.value),
+                cache=cache,
+            )
+            for profile in Profile
         }
 
     def anchors(self, profile: Profile = Profile.TEXT) -> list[Anchor]:
         return self._databases[profile].anchors
+
+    def serialize(self) -> dict[str, bytes]:
+        """Return the compiled Hyperscan databases by profile name (empty without Hyperscan)."""
+        serialized: dict[str, bytes] = {}
+        for profile, database in self._databases.items():
+            data = database.serialize()
+            if data is not None:
+                serialized[profile.value] = data
+        return serialized
 
     def scan(self, data: bytes, profile: Profile = Profile.TEXT) -> list[tuple[int, int]]:
         """Return (anchor index, end offset) for every anchor match in `data`."""

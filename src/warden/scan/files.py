@@ -239,6 +239,14 @@ def walk(root_argument: Path, warnings: list[ScanWarning]) -> Iterator[SourceFil
             yield SourceFile(full, full.relative_to(root).as_posix())
 
 
+def size_of(source: SourceFile) -> int:
+    """Return a file's size in bytes, 0 when it cannot be read (`read` then warns)."""
+    try:
+        return source.path.stat().st_size
+    except OSError:
+        return 0
+
+
 def read(source: SourceFile, max_size: int, warnings: list[ScanWarning]) -> bytes | None:
     """Read a file's bytes, or return None (with a warning) when it cannot or should not be
     scanned."""

@@ -158,3 +158,24 @@ def read_blobs(
         process.stdout.close()
         process.kill()
         process.wait()
+
+
+def total_size(repository: Path, blobs: list[str]) -> int:
+    """Return the summed size in bytes of `blobs`, read from object headers only."""
+    if not blobs:
+        return 0
+    try:
+        completed = subprocess.run(
+            ["git", "-C", str(repository), "cat-file", "--batch-check=%(objectsize)"],
+            input="\n".join(blobs).encode() + b"\n",
+            capture_output=True,
+            check=False,
+        )
+    except FileNotFoundError as error:
+        raise GitError(
+            "git is not installed or not on PATH; install git to scan history"
+        ) from error
+    if completed.returncode != 0:
+        message = completed.stderr.decode("utf-8", "replace").strip()
+        raise GitError(f"git cat-file --batch-check failed in {repository}: {message}")
+    return sum(int(line) for line in completed.stdout.splitlines() if line.isdigit())

@@ -8,10 +8,10 @@ redacted prefix, the HMAC of the secret and a fingerprint.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from warden.scan import context, files, gitsource
+from warden.scan import context, files, gitsource, parallel
 from warden.scan.detector import Detector, Match
 from warden.scan.engine import Engine
 from warden.scan.model import Confidence, Finding, ScanResult, ScanWarning, Severity
@@ -61,6 +61,7 @@ class Scanner:
             self.detector = Detector(selected, Engine(selected))
         else:
             self.detector = detector or default_detector()
+        self.rule_ids = tuple(rule.id for rule in self.detector.rules)
         self.result = ScanResult(engine=self.detector.engine.name)
         if self.detector.engine.warning:
             self.result.warnings.append(ScanWarning("engine", "", self.detector.engine.warning))
@@ -125,23 +126,42 @@ class Scanner:
                 findings.append(finding)
         return findings
 
-    def scan_files(self, root_argument: Path) -> None:
-        """Scan a file or every file under a folder."""
+    def scan_source(self, source: files.SourceFile) -> list[Finding]:
+        """Read and scan one file; count it as scanned or skipped."""
+        data = files.read(source, self.max_file_size, self.result.warnings)
+        if data is None:
+            self.result.stats.files_skipped += 1
+            return []
+        self.result.stats.files_scanned += 1
+        return self.scan_bytes(data, source.relative)
+
+    def scan_files(self, root_argument: Path, jobs: int = 1) -> None:
+        """Scan a file or every file under a folder, in `jobs` worker processes (0: one per
+        CPU when the files add up to `parallel.PARALLEL_BYTES`)."""
         if not root_argument.exists():
             raise FileNotFoundError(f"{root_argument}: no such file or folder")
-        warnings = self.result.warnings
-        for source in files.walk(root_argument, warnings):
-            data = files.read(source, self.max_file_size, warnings)
-            if data is None:
-                self.result.stats.files_skipped += 1
-                continue
-            self.result.stats.files_scanned += 1
-            self.result.findings.extend(self.scan_bytes(data, source.relative))
+        sources = list(files.walk(root_argument, self.result.warnings))
+        sized = [(files.size_of(source), source) for source in sources]
+        workers = parallel.worker_count(jobs, sum(size for size, _ in sized))
+        if workers == 1:
+            for source in sources:
+                self.result.findings.extend(self.scan_source(source))
+            return
+        batches = parallel.batches_by_size(sized)
+        with parallel.Pool(self._worker_settings(), workers, self) as pool:
+            for batch in pool.scan_files(batches):
+                self._merge(batch)
+                for findings in batch.findings:
+                    self.result.findings.extend(findings)
+            self._warn_if_broken(pool)
 
-    def scan_history(self, root_argument: Path) -> None:
-        """Scan every blob of every ref's history once; each finding names the oldest commit
-        that introduced its blob, and a secret seen again in a later blob of the same path
-        is reported once."""
+    def scan_history(self, root_argument: Path, jobs: int = 1) -> None:
+        """Scan every blob of every ref's history once, in `jobs` worker processes (0: one
+        per CPU for large histories).
+
+        Each finding names the oldest commit that introduced its blob, and a secret seen
+        again in a later blob of the same path is reported once.
+        """
         repository = gitsource.repository_root(root_argument.resolve())
         origins, commits = gitsource.blob_origins(repository)
         self.result.stats.commits += commits
@@ -149,6 +169,33 @@ class Scanner:
         wanted = [origin.blob for origin in origins if not files.has_binary_suffix(origin.path)]
         self.result.stats.files_skipped += len(origins) - len(wanted)
         seen: set[str] = set()
+
+        def report(findings: list[Finding]) -> None:
+            for finding in findings:
+                if finding.fingerprint not in seen:
+                    seen.add(finding.fingerprint)
+                    self.result.findings.append(finding)
+
+        workers = parallel.worker_count(jobs, gitsource.total_size(repository, wanted))
+        if workers == 1:
+            for content, path, commit in self._history_blobs(repository, wanted, by_blob):
+                report(self.scan_bytes(content, path, commit))
+            return
+        # The pool starts before the blob reader, whose thread would prevent forking.
+        with parallel.Pool(self._worker_settings(), workers, self) as pool:
+            blobs = self._history_blobs(repository, wanted, by_blob)
+            batches = parallel.batches_by_size((len(blob[0]), blob) for blob in blobs)
+            for batch in pool.scan_blobs(batches):
+                self._merge(batch)
+                for findings in batch.findings:
+                    report(findings)
+            self._warn_if_broken(pool)
+
+    def _history_blobs(
+        self, repository: Path, wanted: list[str], by_blob: dict[str, gitsource.BlobOrigin]
+    ) -> Iterator[tuple[bytes, str, str]]:
+        """Read the blobs to scan as (content, path, commit), oldest first; count and warn
+        about the ones above the size limit."""
         for blob, content, size in gitsource.read_blobs(repository, wanted, self.max_file_size):
             origin = by_blob[blob]
             if content is None:
@@ -163,10 +210,30 @@ class Scanner:
                 self.result.stats.files_skipped += 1
                 continue
             self.result.stats.blobs_scanned += 1
-            for finding in self.scan_bytes(content, origin.path, origin.commit):
-                if finding.fingerprint not in seen:
-                    seen.add(finding.fingerprint)
-                    self.result.findings.append(finding)
+            yield content, origin.path, origin.commit
+
+    def _worker_settings(self) -> parallel.WorkerSettings:
+        rules = None if self.detector is default_detector() else self.rule_ids
+        return parallel.WorkerSettings(
+            key=self.keyring.key,
+            min_confidence=self.min_confidence,
+            max_file_size=self.max_file_size,
+            rules=rules,
+            serialized=self.detector.engine.serialize(),
+        )
+
+    def _warn_if_broken(self, pool: parallel.Pool) -> None:
+        if pool.broken:
+            self.result.warnings.append(ScanWarning("engine", "", pool.broken))
+
+    def _merge(self, batch: parallel.BatchResult) -> None:
+        self.result.warnings.extend(batch.warnings)
+        stats, counts = self.result.stats, batch.stats
+        stats.files_scanned += counts.files_scanned
+        stats.files_skipped += counts.files_skipped
+        stats.bytes_scanned += counts.bytes_scanned
+        stats.findings_suppressed_inline += counts.findings_suppressed_inline
+        stats.findings_below_confidence += counts.findings_below_confidence
 
     def finish(self) -> ScanResult:
         self.result.findings.sort(
@@ -185,13 +252,16 @@ def scan_paths(
     max_file_size: int = files.DEFAULT_MAX_FILE_SIZE,
     rules: Sequence[str] | None = None,
     keyring: Keyring | None = None,
+    jobs: int = 0,
 ) -> ScanResult:
     """Scan files and folders (or, with `git=True`, the full history of the repositories
     that contain them) and return the findings, sorted by path and line.
 
-    `workspace` is the folder holding the HMAC key (see `warden.scan.workspace`). Raises
-    FileNotFoundError for a missing path, `gitsource.GitError` when git fails, and
-    `workspace.WorkspaceError` when the key cannot be loaded.
+    `workspace` is the folder holding the HMAC key (see `warden.scan.workspace`). `jobs` is
+    the number of worker processes: 0 starts one per CPU when a path holds 64 MB or more
+    (see `warden.scan.parallel`), 1 scans in this process. Raises FileNotFoundError for a
+    missing path, `gitsource.GitError` when git fails, `workspace.WorkspaceError` when the
+    key cannot be loaded, and ValueError for unknown rules or a negative `jobs`.
     """
     keyring = keyring or Keyring.load(Path(workspace) if workspace else None)
     scanner = Scanner(
@@ -199,9 +269,9 @@ def scan_paths(
     )
     for path in paths:
         if git:
-            scanner.scan_history(Path(path))
+            scanner.scan_history(Path(path), jobs)
         else:
-            scanner.scan_files(Path(path))
+            scanner.scan_files(Path(path), jobs)
     result = scanner.finish()
     result.findings = [finding for finding in result.findings if finding.severity >= min_severity]
     return result
