@@ -88,6 +88,15 @@ def _plant(repository: Path, fake) -> dict[str, tuple[str, str]]:
     encoded = base64.b64encode(k8s_password.encode()).decode()
     secret_manifest = f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: {k8s_password}\ndata:\n  other: {encoded}"
     put("k8s/secret.yaml", secret_manifest, k8s_password, "generic-password")
+    data_password = fake.password()
+    encoded_password = base64.b64encode(data_password.encode()).decode()
+    put(
+        "k8s/db-secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ntype: Opaque\n"
+        f"data:\n  username: YmlsbGluZw==\n  password: {encoded_password}",
+        data_password,
+        "generic-password",
+    )
     registry_auth = base64.b64encode(f"deploy:{fake.password()}".encode()).decode()
     put(
         "docker/config.json",
@@ -141,6 +150,12 @@ def _decoys(repository: Path, fake) -> None:
             indent=2,
         )
     )
+    placeholder = base64.b64encode(b"changeme").decode()
+    (repository / "k8s").mkdir(exist_ok=True)
+    (repository / "k8s" / "example-secret.yaml").write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: example\n"
+        f"data:\n  password: {placeholder}\n  api_key: {placeholder}\n"
+    )
     (repository / "app" / "settings.py").parent.mkdir(exist_ok=True)
     (repository / "app" / "settings.py").write_text(
         'import os\nPASSWORD = os.environ["DB_PASSWORD"]\nSECRET_KEY = get_secret("django")\n'
@@ -185,7 +200,13 @@ def test_files_scan_finds_every_planted_credential(tmp_path, fake, workspace):
 def test_decoys_raise_nothing(tmp_path, fake, workspace):
     repository, planted, _ = _build(tmp_path, fake)
     result = scan_paths([repository], workspace=workspace)
-    decoy_paths = {"docs/setup.md", "chart/values.yaml", "package-lock.json", "app/settings.py"}
+    decoy_paths = {
+        "docs/setup.md",
+        "chart/values.yaml",
+        "package-lock.json",
+        "app/settings.py",
+        "k8s/example-secret.yaml",
+    }
     assert [f for f in result.findings if f.path in decoy_paths] == []
     assert len(result.findings) == len(planted)
 

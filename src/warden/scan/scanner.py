@@ -11,8 +11,8 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from warden.scan import context, files, gitsource, parallel
-from warden.scan.detector import Detector, Match
+from warden.scan import context, files, gitsource, manifests, parallel
+from warden.scan.detector import Detector, FileContent, Match
 from warden.scan.engine import Engine
 from warden.scan.model import Confidence, Finding, ScanResult, ScanWarning, Severity
 from warden.scan.rule import Lifetime, Rule, Tier
@@ -114,7 +114,15 @@ class Scanner:
                 )
             )
         self.result.stats.bytes_scanned += len(data)
-        matches = self.detector.detect(data, text, path, code=files.is_code(path))
+        if manifests.might_hold_secrets(data, path):
+            content = FileContent.from_text(
+                data.decode("utf-8", "replace") if text is None else text
+            )
+            matches = self.detector.detect(data, content, path, code=False)
+            secret, decoded = manifests.secret_matches(self.detector, content, path, warnings)
+            matches = manifests.merge(matches, secret, decoded)
+        else:
+            matches = self.detector.detect(data, text, path, code=files.is_code(path))
         findings: list[Finding] = []
         for match in matches:
             finding = self._finding(match, path, commit)
