@@ -206,3 +206,44 @@ def test_parent_key_found_above_siblings():
     text = f'{{\n  "heroku": {{\n{siblings}\n{entries}\n  }}\n}}\n'
     findings = scan_text(text, "config.json", keyring=_KEYRING)
     assert [finding.rule_id for finding in findings] == ["heroku-api-key-legacy"] * 2
+
+
+def _key_with_plus_at_a_line_edge() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    # Base64 lines start or end with `+` often enough that a few keys always include one.
+    for _ in range(50):
+        key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        if any(line.startswith("+") or line.endswith("+") for line in pem.splitlines()):
+            return pem
+    raise AssertionError("no key with a `+` at a line edge in 50 tries")
+
+
+@pytest.mark.parametrize(
+    ("layout", "path"),
+    [
+        ("{pem}", "deploy.key"),
+        ('KEY = (\n{quoted_python}\n)\n', "settings.py"),
+        ("const key = '{quoted_js}';\n", "app.js"),
+        ('{{"private_key": "{escaped}"}}\n', "service-account.json"),
+    ],
+)
+def test_private_key_parses_in_any_quoting(layout, path):
+    pem = _key_with_plus_at_a_line_edge()
+    lines = pem.strip().splitlines()
+    text = layout.format(
+        pem=pem,
+        quoted_python="\n".join(f'    "{line}\\n"' for line in lines),
+        quoted_js="\\n' +\n  '".join(lines),
+        escaped="\\n".join(lines),
+    )
+    findings = [f for f in scan_text(text, path, keyring=_KEYRING) if f.rule_id == "private-key"]
+    assert len(findings) == 1
+    assert findings[0].identifier.startswith("SHA256:")
+    assert findings[0].details["key_type"] == "RSA"

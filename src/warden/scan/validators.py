@@ -229,24 +229,61 @@ def _load_private_key(pem: bytes) -> tuple[str, str] | None:
     return (type(key).__name__.lstrip("_").replace("PrivateKey", ""), fingerprint)
 
 
+# A quote that opens a line of a PEM block quoted in code, with the `+` that may precede it.
+_OPENING_QUOTE = re.compile(r"""\+?\s*["']""")
+
+
 def normalise_pem(text: str) -> str:
-    """Undo the quoting that code puts around a PEM block: `\\n` escapes, quotes, `+`."""
+    """Undo the quoting that code puts around a PEM block: `\\n` escapes, quotes and the
+    `+`, `,` or `;` after a closing quote.
+
+    Base64 and PEM armour never contain a quote, so everything from a line's last quote on
+    is syntax, and so is a line of operators only (`' +` closing a string). A `+` is removed
+    only before an opening quote, because base64 lines may start or end with `+`.
+    """
     text = text.replace("\\r\\n", "\n").replace("\\n", "\n").replace("\r\n", "\n")
     lines = []
     for raw in text.split("\n"):
-        line = raw.strip().strip("\",'+;").strip()
-        if line:
+        line = raw.strip()
+        opening = _OPENING_QUOTE.match(line)
+        if opening:
+            line = line[opening.end() :]
+        closing = max(line.rfind('"'), line.rfind("'"))
+        if closing >= 0:
+            line = line[:closing]
+        line = line.strip()
+        if line.strip("+,;()"):
             lines.append(line)
     return "\n".join(lines) + "\n"
 
 
-def private_key(candidate: Candidate) -> Check:
+# Base64 characters a key body needs at least: the smallest keys (Ed25519 in PKCS#8) have
+# 64, so fewer is the armour alone (`-----BEGIN … PRIVATE KEY-----` as a constant in code)
+# or a placeholder such as `<your key here>`.
+_MIN_KEY_BODY = 40
+_BODY_CHARACTERS = re.compile(r"[A-Za-z0-9+/=]")
+
+
+def _key_body_length(pem: str) -> int:
+    """Count the base64 characters of a PEM block, outside its armour and header lines."""
+    length = 0
+    for line in pem.split("\n"):
+        if line.startswith("-----") or ":" in line:
+            continue
+        length += len(_BODY_CHARACTERS.findall(line))
+    return length
+
+
+def private_key(candidate: Candidate) -> Check | None:
     """Parse a PEM private key block; a key that parses gets high confidence.
 
     The identifier is the SHA-256 fingerprint of the public key (SubjectPublicKeyInfo), which
-    matches the key to the certificate or authorized_keys entry that uses it.
+    matches the key to the certificate or authorized_keys entry that uses it. A block with
+    no key material (the armour alone, a placeholder) is rejected.
     """
     label = candidate.groups.get("label", "PRIVATE KEY").strip()
+    if _key_body_length(normalise_pem(candidate.secret)) < _MIN_KEY_BODY:
+        return None
     if "ENCRYPTED" in label or "Proc-Type: 4,ENCRYPTED" in candidate.secret:
         return Check(
             confidence=Confidence.HIGH,
@@ -289,6 +326,8 @@ def base64_private_key(candidate: Candidate) -> Check | None:
         return Check(confidence=Confidence.MEDIUM, identifier="base64-encoded PEM private key")
     inner = Candidate(raw.decode("ascii", "replace"), {}, candidate.text, candidate.path)
     check = private_key(inner)
+    if check is None:
+        return None
     return Check(
         confidence=check.confidence,
         severity=check.severity,

@@ -46,7 +46,8 @@ RULES = (
         replacement=r.X509_SVID,
         description="A `-----BEGIN … PRIVATE KEY-----` block (PKCS#1, PKCS#8, SEC1, OpenSSH, "
         "PGP). Parsed offline: a key that parses has high confidence, and its identifier is "
-        "the SHA-256 of its public key. Encrypted keys are reported with medium severity.",
+        "the SHA-256 of its public key. Encrypted keys are reported with medium severity; a "
+        "block without key material (the armour alone, a placeholder) is not reported.",
         pattern=_PEM,
         anchor=r"-----BEGIN[ A-Z]{0,20}PRIVATE KEY",
         check=validators.private_key,
@@ -60,6 +61,8 @@ RULES = (
         ),
         negative_examples=(
             "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----",
+            '_START = b"-----BEGIN OPENSSH PRIVATE KEY-----"',
+            '"PrivateKey": "-----BEGIN DSA PRIVATE KEY-----<your key>-----END DSA PRIVATE KEY-----"',
         ),
     ),
     Rule(
@@ -78,7 +81,10 @@ RULES = (
         check=validators.base64_private_key,
         prefix="LS0tLS1CRUdJTi",
         examples=(
-            "client-key-data: LS0tLS1CRUdJTiBSU0EgUFJJVkFURSBLRVktLS0tLQpNSUlFb2dJQkFBS0NBUUVBb3kx",
+            "client-key-data: LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0tCk1IY0NBUUVFSURWbzRZNURSUkdW"
+            "NWhOVzZ4eHFDdjRJYmkxZTRPYzBrTjBucVh6MXkyZWlvQW9HQ0NxR1NNNDkKQXdFSG9VUURRZ0FFOG1mUDVMa2pM"
+            "NkozRzlOM1gvNmVGeWJXYjBKMFJ2eXkzWXo1bEdXNVkyczBsN1ErS1F2MQpiN0Z2Q1hJbGJVMWIzcjRjUzhnVjJu"
+            "UzZiUzllYjN1SkpRPT0KLS0tLS1FTkQgRUMgUFJJVkFURSBLRVktLS0tLQ==",
         ),
         negative_examples=("LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUM=",),
     ),
