@@ -214,7 +214,7 @@ def _key_with_plus_at_a_line_edge() -> str:
 
     # Base64 lines start or end with `+` often enough that a few keys always include one.
     for _ in range(50):
-        key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pem = key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
@@ -229,7 +229,7 @@ def _key_with_plus_at_a_line_edge() -> str:
     ("layout", "path"),
     [
         ("{pem}", "deploy.key"),
-        ('KEY = (\n{quoted_python}\n)\n', "settings.py"),
+        ("KEY = (\n{quoted_python}\n)\n", "settings.py"),
         ("const key = '{quoted_js}';\n", "app.js"),
         ('{{"private_key": "{escaped}"}}\n', "service-account.json"),
     ],
