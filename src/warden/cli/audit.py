@@ -12,10 +12,20 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.progress import TaskID
+from warden.cli._sources import (
+    AuthorizationDetailsOption,
+    AwsLiveOption,
+    CloudTrailOption,
+    CredentialReportOption,
+    GitHubOption,
+    KubernetesAuditOption,
+    KubernetesObjectsOption,
+    LogProgress,
+    SecretsOption,
+    WardenDatastoreOption,
+)
 
+if TYPE_CHECKING:
     from warden.governance import AuditReport
 
 # Exit codes for CI pipelines.
@@ -47,62 +57,15 @@ def _parse_as_of(text: str | None) -> datetime | None:
 
 
 def audit(
-    aws_credential_report: Annotated[
-        list[Path],
-        typer.Option(help="IAM credential report CSV (aws iam get-credential-report). Repeatable."),
-    ] = [],  # noqa: B006
-    aws_authorization_details: Annotated[
-        list[Path],
-        typer.Option(
-            help="Output of 'aws iam get-account-authorization-details' (JSON). Repeatable."
-        ),
-    ] = [],  # noqa: B006
-    cloudtrail: Annotated[
-        list[Path],
-        typer.Option(
-            help="CloudTrail file or directory, read recursively (.json, .json.gz, JSON Lines). "
-            "Repeatable."
-        ),
-    ] = [],  # noqa: B006
-    k8s_objects: Annotated[
-        list[Path],
-        typer.Option(
-            help="Output of kubectl get serviceaccounts,secrets,rolebindings,"
-            "clusterrolebindings,pods -A -o json. Repeatable."
-        ),
-    ] = [],  # noqa: B006
-    k8s_audit: Annotated[
-        list[Path],
-        typer.Option(
-            help="Kubernetes audit log file or directory (audit.k8s.io/v1 JSON lines). Repeatable."
-        ),
-    ] = [],  # noqa: B006
-    github: Annotated[
-        list[Path],
-        typer.Option(
-            help="GitHub REST export of deploy keys or app installations (file or directory). "
-            "Repeatable."
-        ),
-    ] = [],  # noqa: B006
-    warden_datastore: Annotated[
-        list[str],
-        typer.Option(help="Warden datastore: SQLite path or connection string. Repeatable."),
-    ] = [],  # noqa: B006
-    secrets: Annotated[
-        list[Path],
-        typer.Option(
-            help="Code or configuration to scan for leaked keys, added as NHI2 findings. "
-            "Repeatable."
-        ),
-    ] = [],  # noqa: B006
-    aws_live: Annotated[
-        bool,
-        typer.Option(
-            "--aws-live",
-            help="Also collect IAM state from AWS with boto3's default credentials "
-            "(AWS_PROFILE, AWS_ENDPOINT_URL and the rest apply)",
-        ),
-    ] = False,
+    aws_credential_report: CredentialReportOption = [],  # noqa: B006
+    aws_authorization_details: AuthorizationDetailsOption = [],  # noqa: B006
+    cloudtrail: CloudTrailOption = [],  # noqa: B006
+    k8s_objects: KubernetesObjectsOption = [],  # noqa: B006
+    k8s_audit: KubernetesAuditOption = [],  # noqa: B006
+    github: GitHubOption = [],  # noqa: B006
+    warden_datastore: WardenDatastoreOption = [],  # noqa: B006
+    secrets: SecretsOption = [],  # noqa: B006
+    aws_live: AwsLiveOption = False,
     workspace: Annotated[
         Path | None,
         typer.Option(
@@ -193,7 +156,7 @@ def audit(
             "--warden-datastore, --secrets, --aws-live or an existing --workspace"
         )
     console = Console(stderr=True)
-    with _progress(console) as progress:
+    with LogProgress(console) as progress:
         options = AuditOptions(
             aws_credential_reports=aws_credential_report,
             aws_authorization_details=aws_authorization_details,
@@ -262,40 +225,3 @@ def _write_atomically(path: Path, text: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-
-
-class _progress:
-    """A Rich progress bar on standard error while log files are read."""
-
-    def __init__(self, console: Console) -> None:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
-        self._tasks: dict[str, TaskID] = {}
-
-    def __enter__(self) -> _progress:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._progress.stop()
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        task = self._tasks.get(stage)
-        if task is None:
-            task = self._progress.add_task(f"reading {stage}", total=total or None)
-            self._tasks[stage] = task
-        self._progress.update(task, completed=done, total=total or None)
