@@ -197,7 +197,17 @@ class PostgresCluster:
             statement = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
                 sql.Identifier(name), sql.Identifier(template)
             )
-        self.execute(statement)
+        # A template must have no sessions, and a backend whose client just disconnected
+        # can take a moment to exit: retry for a few seconds.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.execute(statement)
+                break
+            except psycopg.errors.ObjectInUse:
+                if template is None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
         return self.url(name)
 
     def drop_database(self, name: str) -> None:

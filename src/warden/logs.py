@@ -81,6 +81,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, default=str)
 
 
+def _needs_quotes(text: str) -> bool:
+    return (
+        text == ""
+        or any(character in ' "=' for character in text)
+        or any(ord(character) < 0x20 or 0x7F <= ord(character) < 0xA0 for character in text)
+    )
+
+
 class TextFormatter(logging.Formatter):
     """`time level logger: message key=value ...`, for people reading a terminal."""
 
@@ -93,7 +101,9 @@ class TextFormatter(logging.Formatter):
         ]
         for key, value in _fields(record).items():
             text = value if isinstance(value, str) else json.dumps(value, default=str)
-            if isinstance(value, str) and (" " in text or text == ""):
+            if isinstance(value, str) and _needs_quotes(text):
+                # JSON quoting escapes line breaks and other controls, so a value cannot
+                # forge another log line or field.
                 text = json.dumps(text)
             parts.append(f"{key}={text}")
         line = " ".join(parts)

@@ -14,6 +14,13 @@ from warden.config import (
 )
 from warden.config.agent import AgentConfig, AgentSettings
 from warden.config.common import HealthChecks, Prometheus, Telemetry
+from warden.config.credentials import (
+    Database,
+    DatabaseConnection,
+    DatabaseRole,
+    ExchangeAllow,
+    TokenExchange,
+)
 from warden.config.decode import Section, hcl_keys
 from warden.config.server import CASubject, HttpApi, RateLimit, ServerConfig, ServerSettings
 
@@ -30,6 +37,11 @@ SECTIONS: list[type[Section]] = [
     Prometheus,
     AgentConfig,
     AgentSettings,
+    TokenExchange,
+    ExchangeAllow,
+    Database,
+    DatabaseConnection,
+    DatabaseRole,
     *(model for kinds in SERVER_PLUGINS.implemented.values() for model in kinds.values()),
     *(model for kinds in AGENT_PLUGINS.implemented.values() for model in kinds.values()),
 ]
@@ -77,7 +89,9 @@ def _examples(reference: str) -> list[str]:
 def test_documented_examples_load(
     reference: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server_example, agent_example = _examples(reference)
+    examples = _examples(reference)
+    server_example = next(e for e in examples if e.lstrip().startswith("server {"))
+    agent_example = next(e for e in examples if e.lstrip().startswith("agent {"))
     monkeypatch.setenv("JOIN_TOKEN", "documented-example-token")
 
     server = server_config_from_text(server_example, file="server example", base_dir=tmp_path)

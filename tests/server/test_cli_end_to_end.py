@@ -501,3 +501,59 @@ def test_socket_directory_is_private(shared_server: RunningServer) -> None:
     running_server = shared_server
     assert stat.S_IMODE(running_server.socket.parent.stat().st_mode) == 0o700
     assert os.access(running_server.socket, os.W_OK)
+
+
+def test_rewrite_with_recomputed_hashes_caught_by_checkpoints(
+    running_server: RunningServer,
+) -> None:
+    """Someone who can drop the triggers and recompute every hash still does not get past
+    the server's keyed checkpoints in data_dir."""
+    from datetime import UTC, datetime, timedelta
+
+    from warden.store.audit import canonical_record, chain_hash
+
+    for name in ("a", "b", "c"):
+        running_server.cli(
+            "jwt", "mint", "-spiffeID", f"spiffe://example.org/{name}", "-audience", "x"
+        )
+    assert "intact" in running_server.cli("audit-log", "verify").stdout
+    running_server.stop()
+    assert (running_server.data_dir / "audit-checkpoints.jsonl").exists()
+    assert stat.S_IMODE((running_server.data_dir / "audit-checkpoint.key").stat().st_mode) == 0o600
+
+    database = sqlite3.connect(running_server.data_dir / "datastore.sqlite3")
+    for (trigger,) in database.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+    ).fetchall():
+        database.execute(f'DROP TRIGGER "{trigger}"')
+    rows = database.execute(
+        "SELECT seq, recorded_at, actor, action, subject, details, server_id, prev_hash "
+        "FROM audit_log ORDER BY seq"
+    ).fetchall()
+    previous = rows[0][7]
+    for seq, recorded_at, actor, action, subject, details, server_id, _ in rows:
+        moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=recorded_at)
+        if seq == 2:
+            actor = "someone-else"
+        record_hash = chain_hash(
+            previous,
+            canonical_record(seq, moment, actor, action, subject, json.loads(details), server_id),
+        )
+        database.execute(
+            "UPDATE audit_log SET actor = ?, prev_hash = ?, record_hash = ? WHERE seq = ?",
+            (actor, previous, record_hash, seq),
+        )
+        previous = record_hash
+    database.execute("UPDATE audit_head SET record_hash = ? WHERE id = 1", (previous,))
+    database.commit()
+    database.close()
+
+    result = subprocess.run(
+        [*WARDEN, "audit-log", "verify", "-config", str(running_server.config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "rewritten" in result.stdout

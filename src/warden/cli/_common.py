@@ -10,7 +10,9 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 console = Console(highlight=False, soft_wrap=True)
 error_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -20,7 +22,7 @@ OUTPUT_FORMATS = ("pretty", "json")
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print `message` on standard error and exit with `code`."""
-    error_console.print(f"[bold red]Error:[/] {message}", markup=True)
+    error_console.print(f"[bold red]Error:[/] {escape(printable(message))}", markup=True)
     raise typer.Exit(code)
 
 
@@ -62,13 +64,35 @@ def format_ttl(seconds: int) -> str:
     return "default" if not seconds else f"{seconds}s"
 
 
+def printable(value: object) -> str:
+    """`value` as text with control characters shown as escapes, so that a stored string
+    cannot move the cursor, retitle the terminal or hide text."""
+    text = "" if value is None else str(value)
+    return "".join(
+        f"\\x{ord(character):02x}"
+        if (ord(character) < 0x20 and character != "\n") or 0x7F <= ord(character) < 0xA0
+        else character
+        for character in text
+    )
+
+
+def cell(value: object) -> Text:
+    """A table cell that shows stored text as it is: no Rich markup, no control characters."""
+    return Text(printable(value))
+
+
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
     result = Table(title=title, show_lines=False, header_style="bold")
     for column in columns:
         result.add_column(column, overflow="fold")
     for row in rows:
-        result.add_row(*("" if cell is None else str(cell) for cell in row))
+        result.add_row(*(cell(value) for value in row))
     return result
+
+
+def say(template: str, *values: object) -> None:
+    """Print `template` (Rich markup) with `values` inserted as plain, escaped text."""
+    console.print(template.format(*(escape(printable(value)) for value in values)))
 
 
 def operating_system_user() -> str:

@@ -7,7 +7,15 @@ from typing import Annotated, Any
 
 import typer
 
-from warden.cli._common import check_output_format, console, fail, format_time, print_json, table
+from warden.cli._common import (
+    check_output_format,
+    console,
+    fail,
+    format_time,
+    print_json,
+    say,
+    table,
+)
 from warden.cli.server import Output, SocketPath, _admin_call, _client
 
 agent_app = typer.Typer(help="Run an agent, or manage attested agents.", no_args_is_help=True)
@@ -174,7 +182,7 @@ def agent_evict(spiffe_id: AgentIdOpt = "", socket_path: SocketPath = "") -> Non
         _admin_call(
             client.call, client.agents.EvictAgent, admin_pb2.EvictAgentRequest(spiffe_id=spiffe_id)
         )
-    console.print(f"Agent evicted: {spiffe_id}")
+    say("Agent evicted: {}", spiffe_id)
 
 
 @agent_app.command("ban")
@@ -188,7 +196,7 @@ def agent_ban(spiffe_id: AgentIdOpt = "", socket_path: SocketPath = "") -> None:
         _admin_call(
             client.call, client.agents.BanAgent, admin_pb2.BanAgentRequest(spiffe_id=spiffe_id)
         )
-    console.print(f"Agent banned: {spiffe_id}")
+    say("Agent banned: {}", spiffe_id)
 
 
 def register(app: typer.Typer) -> None:

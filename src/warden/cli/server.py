@@ -22,6 +22,7 @@ from warden.cli._common import (
     operating_system_user,
     parse_ttl,
     print_json,
+    say,
     table,
 )
 
@@ -98,8 +99,8 @@ def server_validate(
     except OSError as error:
         fail(f"cannot read configuration {config}: {error.strerror}")
     for warning in loaded.warnings:
-        console.print(f"[yellow]Warning:[/] {warning}")
-    console.print(f"Configuration {config} is valid.")
+        say("[yellow]Warning:[/] {}", warning)
+    say("Configuration {} is valid.", config)
 
 
 datastore_app = typer.Typer(help="Prepare the server's datastore.", no_args_is_help=True)
@@ -300,40 +301,111 @@ def _entry_message(
     )
 
 
-def entry_from_json(document: dict[str, Any]) -> Any:
+_ENTRY_KEYS = frozenset(
+    {
+        "id", "entry_id", "spiffe_id", "parent_id", "selectors", "x509_svid_ttl", "ttl",
+        "jwt_svid_ttl", "dns_names", "federates_with", "admin", "downstream", "hint",
+        "expires_at", "owner", "description", "revision", "created_at", "updated_at",
+        "last_delivered_at", "store_svid",
+    }
+)  # fmt: skip
+
+
+class EntryDataError(ValueError):
+    """An entry of a -data file has a wrong key or type; the message names it."""
+
+
+def entry_from_json(document: Any, position: int = 1) -> Any:
     """An entry message from SPIRE's JSON forms (`spiffe_id` as a string or as
-    `{"trust_domain", "path"}`, selectors as `{"type", "value"}` or `type:value`)."""
+    `{"trust_domain", "path"}`, selectors as `{"type", "value"}` or `type:value`).
+
+    Types are checked strictly: `"admin": "false"` is an error, not a true value.
+    """
     from warden.api.server.v1 import types_pb2
 
-    def spiffe_id_of(value: Any) -> str:
+    where = f"entry {position}"
+    if not isinstance(document, dict):
+        raise EntryDataError(f"{where}: expected a JSON object, got {type(document).__name__}")
+    unknown = sorted(set(document) - _ENTRY_KEYS)
+    if unknown:
+        raise EntryDataError(f"{where}: unknown key {unknown[0]!r}; check its spelling")
+
+    def text(key: str) -> str:
+        value = document.get(key, "")
+        if not isinstance(value, str):
+            raise EntryDataError(f"{where}: {key} must be a string, got {json.dumps(value)}")
+        return value
+
+    def whole(key: str) -> int:
+        value = document.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise EntryDataError(
+                f"{where}: {key} must be a whole number of seconds (>= 0), got {json.dumps(value)}"
+            )
+        return value
+
+    def flag(key: str) -> bool:
+        value = document.get(key, False)
+        if not isinstance(value, bool):
+            raise EntryDataError(f"{where}: {key} must be true or false, got {json.dumps(value)}")
+        return value
+
+    def strings(key: str) -> list[str]:
+        value = document.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise EntryDataError(
+                f"{where}: {key} must be a list of strings, got {json.dumps(value)}"
+            )
+        return value
+
+    def spiffe_id_of(key: str) -> str:
+        value = document.get(key, "")
         if isinstance(value, dict):
-            return f"spiffe://{value.get('trust_domain', '')}{value.get('path', '')}"
-        return str(value or "")
+            domain, path = value.get("trust_domain", ""), value.get("path", "")
+            if not isinstance(domain, str) or not isinstance(path, str):
+                raise EntryDataError(f"{where}: {key}.trust_domain and {key}.path must be strings")
+            return f"spiffe://{domain}{path}"
+        if not isinstance(value, str):
+            raise EntryDataError(
+                f"{where}: {key} must be a string or an object, got {json.dumps(value)}"
+            )
+        return value
 
     selectors = []
-    for item in document.get("selectors", []):
-        if isinstance(item, dict):
-            selectors.append(
-                types_pb2.Selector(type=str(item.get("type", "")), value=str(item.get("value", "")))
-            )
-        else:
-            selector_type, _, value = str(item).partition(":")
+    raw_selectors = document.get("selectors", [])
+    if not isinstance(raw_selectors, list):
+        raise EntryDataError(f"{where}: selectors must be a list, got {json.dumps(raw_selectors)}")
+    for item in raw_selectors:
+        if (
+            isinstance(item, dict)
+            and isinstance(item.get("type"), str)
+            and isinstance(item.get("value"), str)
+        ):
+            selectors.append(types_pb2.Selector(type=item["type"], value=item["value"]))
+        elif isinstance(item, str):
+            selector_type, _, value = item.partition(":")
             selectors.append(types_pb2.Selector(type=selector_type, value=value))
+        else:
+            raise EntryDataError(
+                f'{where}: each selector must be {{"type": ..., "value": ...}} or "type:value", '
+                f"got {json.dumps(item)}"
+            )
+    entry_id = text("id") if "id" in document else text("entry_id")
     return types_pb2.Entry(
-        id=str(document.get("id", document.get("entry_id", ""))),
-        spiffe_id=spiffe_id_of(document.get("spiffe_id")),
-        parent_id=spiffe_id_of(document.get("parent_id")),
+        id=entry_id,
+        spiffe_id=spiffe_id_of("spiffe_id"),
+        parent_id=spiffe_id_of("parent_id"),
         selectors=selectors,
-        x509_svid_ttl=int(document.get("x509_svid_ttl", document.get("ttl", 0)) or 0),
-        jwt_svid_ttl=int(document.get("jwt_svid_ttl", 0) or 0),
-        dns_names=list(document.get("dns_names", [])),
-        federates_with=list(document.get("federates_with", [])),
-        admin=bool(document.get("admin", False)),
-        downstream=bool(document.get("downstream", False)),
-        hint=str(document.get("hint", "")),
-        expires_at=int(document.get("expires_at", 0) or 0),
-        owner=str(document.get("owner", "")),
-        description=str(document.get("description", "")),
+        x509_svid_ttl=whole("x509_svid_ttl") if "x509_svid_ttl" in document else whole("ttl"),
+        jwt_svid_ttl=whole("jwt_svid_ttl"),
+        dns_names=strings("dns_names"),
+        federates_with=strings("federates_with"),
+        admin=flag("admin"),
+        downstream=flag("downstream"),
+        hint=text("hint"),
+        expires_at=whole("expires_at"),
+        owner=text("owner"),
+        description=text("description"),
     )
 
 
@@ -374,7 +446,10 @@ def _read_entries_file(path: str) -> list[Any]:
         )
     if not isinstance(document, dict) or not isinstance(document.get("entries"), list):
         fail(f'-data {path}: expected an object {{"entries": [...]}}')
-    return [entry_from_json(item) for item in document["entries"]]
+    try:
+        return [entry_from_json(item, index + 1) for index, item in enumerate(document["entries"])]
+    except EntryDataError as error:
+        fail(f"-data {path}: {error}")
 
 
 def _print_entries(entries: list[Any], output: str, heading: str) -> None:
@@ -423,7 +498,7 @@ def _print_results(results: Any, output: str, verb: str) -> int:
         if result.status.code != 0:
             failures += 1
             name = result.entry.spiffe_id or result.entry.id
-            console.print(f"[red]Failed to {verb} {name}:[/] {result.status.message}")
+            say("[red]Failed to {} {}:[/] {}", verb, name, result.status.message)
         else:
             entries.append(result.entry)
     if output == "json":
@@ -600,9 +675,9 @@ def entry_delete(
     else:
         for result in response.results:
             if result.status.code == 0:
-                console.print(f"Deleted entry {result.id}")
+                say("Deleted entry {}", result.id)
             else:
-                console.print(f"[red]Failed to delete {result.id}:[/] {result.status.message}")
+                say("[red]Failed to delete {}:[/] {}", result.id, result.status.message)
     if failures:
         raise typer.Exit(1)
 
@@ -749,8 +824,8 @@ def token_generate(
     if output == "json":
         print_json({"value": token.value, "expires_at": token.expires_at, "owner": token.owner})
     else:
-        console.print(f"Token: {token.value}")
-        console.print(f"Expires: {format_time(token.expires_at)}  Owner: {token.owner}")
+        say("Token: {}", token.value)
+        say("Expires: {}  Owner: {}", format_time(token.expires_at), token.owner)
 
 
 # -- bundles --------------------------------------------------------------------------------
@@ -940,7 +1015,7 @@ def jwt_mint(
         from warden.cli._files import write_private
 
         write_private(Path(write), response.token.encode() + b"\n")
-        console.print(f"Wrote the token to {write}, expires {format_time(response.expires_at)}")
+        say("Wrote the token to {}, expires {}", write, format_time(response.expires_at))
         return
     if output == "json":
         print_json({"token": response.token, "expires_at": response.expires_at})
@@ -1022,7 +1097,7 @@ def audit_log_verify(
     elif ok:
         console.print(f"Audit log intact: {records} records, hash chain verified.")
     else:
-        console.print(f"[bold red]Audit log tampered with:[/] {problem}")
+        say("[bold red]Audit log tampered with:[/] {}", problem)
     if not ok:
         raise typer.Exit(1)
 

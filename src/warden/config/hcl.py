@@ -328,17 +328,109 @@ def parse_hcl(text: str, file: str) -> Block:
                 file, error.lineno, "", f"invalid JSON at column {error.colno}: {error.msg}"
             ) from None
     else:
+        _check_nesting(text, file)
         try:
             with _parser_lock:
                 values = _hcl_parser().parse(text)
+        except RecursionError:
+            raise _too_deep(file) from None
         except ValueError as error:
-            raise _syntax_error(text, file, str(error)) from None
+            try:
+                problem = _syntax_error(text, file, str(error))
+            except (ValueError, RecursionError):
+                # Locating the error re-runs the lexer, which can fail on the same text.
+                problem = _fallback_syntax_error(text, file, str(error))
+            raise problem from None
     if not isinstance(values, dict):
         raise ConfigError.single(
             file, 1, "", "invalid HCL: expected blocks and keys at the top level"
         )
-    # The lexer accepted the text, since the parser did.
-    return _build_block(values, _walk(_tokens(text)), 1)
+    try:
+        # The lexer accepted the text, since the parser did.
+        return _build_block(values, _walk(_tokens(text)), 1)
+    except RecursionError:
+        raise _too_deep(file) from None
+
+
+def _fallback_syntax_error(text: str, file: str, detail: str) -> ConfigError:
+    """Describe a syntax error when the lexer cannot locate it: an unclosed string is the
+    usual cause, so point at the first line whose quotes do not pair up."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        code = line.split("#", 1)[0].split("//", 1)[0]
+        quotes = len(re.findall(r'(?<!\\)"', code))
+        if quotes % 2:
+            return ConfigError.single(
+                file, number, "", "invalid HCL: this line opens a string that it does not close"
+            )
+    position = re.search(r"Line (\d+)", detail)
+    line_number = int(position.group(1)) if position else None
+    return ConfigError.single(file, line_number, "", f"invalid HCL: {detail}")
+
+
+#: Deepest block nesting accepted; SPIRE's files use four or five levels.
+MAX_NESTING = 64
+
+
+def _check_nesting(text: str, file: str) -> None:
+    """Reject absurdly deep nesting before the recursive parser does, naming the block.
+
+    Braces inside strings and comments do not count.
+    """
+    depth = 0
+    line = 1
+    top_key = ""
+    word = ""
+    index = 0
+    length = len(text)
+    while index < length:
+        character = text[index]
+        if character == "\n":
+            line += 1
+        elif character == '"':
+            index += 1
+            while index < length and text[index] != '"':
+                if text[index] == "\\":
+                    index += 1
+                elif text[index] == "\n":
+                    line += 1
+                index += 1
+        elif character == "#" or text.startswith("//", index):
+            while index < length and text[index] != "\n":
+                index += 1
+            continue
+        elif text.startswith("/*", index):
+            end = text.find("*/", index + 2)
+            end = length if end < 0 else end + 2
+            line += text.count("\n", index, end)
+            index = end
+            continue
+        elif character == "{":
+            if depth == 0:
+                top_key = word
+            depth += 1
+            if depth > MAX_NESTING:
+                raise ConfigError.single(
+                    file,
+                    line,
+                    top_key,
+                    f"invalid HCL: blocks are nested more than {MAX_NESTING} levels deep",
+                )
+        elif character == "}":
+            depth = max(0, depth - 1)
+        elif character.isalnum() or character in "_-":
+            if not word or not (text[index - 1].isalnum() or text[index - 1] in "_-"):
+                word = ""
+            word += character
+        index += 1
+
+
+def _too_deep(file: str) -> ConfigError:
+    return ConfigError.single(
+        file,
+        None,
+        "",
+        "invalid HCL: blocks are nested too deeply; a configuration needs a few levels",
+    )
 
 
 def _syntax_error(text: str, file: str, detail: str) -> ConfigError:

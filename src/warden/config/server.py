@@ -136,6 +136,9 @@ class ServerSettings(Section):
     ca_key_type: KeyType = "ec-p256"
     #: Key type of the JWT signing key; None means ca_key_type.
     jwt_key_type: KeyType | None = None
+    #: Warden: key type of the OIDC federation token keys. RSA by default, because Azure
+    #: accepts RSA only; ec-p256 signs ES256 tokens for AWS and GCP.
+    federation_key_type: KeyType = "rsa-2048"
     ca_subject: CASubject = CASubject(
         country=DEFAULT_CA_COUNTRY, organization=DEFAULT_CA_ORGANIZATION
     )

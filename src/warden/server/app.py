@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from warden.api.server.v1 import admin_pb2, types_pb2
 from warden.api.transport import private_socket_dir
 from warden.server.audit import AuditWriter
+from warden.server.checkpoints import CheckpointWriter
 from warden.server.convert import cached_entry, seconds
 from warden.server.entry_cache import CachedEntry, EntryCache
 from warden.server.follower import EntryFollower
@@ -55,10 +56,26 @@ SERVER_SVID_TTL = timedelta(hours=1)
 BUNDLE_POLL_SECONDS = 5.0
 PRUNE_SECONDS = 60.0
 SEEN_FLUSH_SECONDS = 5.0
+# How often the server writes a keyed checkpoint of the audit chain head to data_dir.
+CHECKPOINT_SECONDS = 60.0
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def raise_open_file_limit() -> None:
+    """Raise the soft limit on open files to the hard limit: each agent connection holds
+    three descriptors (the TLS socket and both ends of the relay)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as error:
+            log.warning("cannot raise the open file limit", extra={"error": str(error)})
 
 
 def read_or_create_server_id(data_dir: Path) -> str:
@@ -126,6 +143,7 @@ class WardenServer:
 
     async def start(self) -> None:
         options = self.options
+        raise_open_file_limit()
         options.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(options.data_dir, 0o700)
         self.server_id = read_or_create_server_id(options.data_dir)
@@ -145,14 +163,17 @@ class WardenServer:
             flush_interval=options.audit_flush_interval,
         )
         self.audit.start()
+        self.checkpoints = CheckpointWriter(
+            options.data_dir, self.server_id, self.datastore.audit_head
+        )
         self.nodes = NodeCache(self.datastore, self.clock)
         self.ca = await asyncio.to_thread(self._start_ca)
         await self._refresh_bundle(force=True)
         self._build_attestors()
         await self._load_entries()
+        self._private_dir = private_socket_dir("warden-server-")
         await self._renew_server_svid()
 
-        self._private_dir = private_socket_dir("warden-server-")
         grpc_socket = self._private_dir / "grpc.sock"
         self._grpc = self._build_grpc_server()
         self._grpc.add_insecure_port(f"unix:{grpc_socket}")
@@ -176,6 +197,9 @@ class WardenServer:
                 self._every(SEEN_FLUSH_SECONDS, self.nodes.flush_seen), name="agents-seen"
             ),
             asyncio.create_task(self._every(PRUNE_SECONDS, self._prune), name="prune"),
+            asyncio.create_task(
+                self._every(CHECKPOINT_SECONDS, self._checkpoint), name="audit-checkpoints"
+            ),
         ]
         self.metrics.started.set(time.time())
         self.health.set(live=True, ready=True)
@@ -215,6 +239,8 @@ class WardenServer:
                 await self.nodes.flush_seen()
         if self.audit is not None:
             await self.audit.stop()
+            with contextlib.suppress(Exception):
+                await self._checkpoint()
         if self.datastore is not None:
             await asyncio.to_thread(self.datastore.close)
         if self._private_dir is not None:
@@ -307,6 +333,8 @@ class WardenServer:
                 ("grpc.max_receive_message_length", 16 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
                 ("grpc.keepalive_permit_without_calls", 1),
+                # Close connections that carry no call for five minutes.
+                ("grpc.max_connection_idle_ms", 300_000),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5000),
             ],
         )
@@ -364,8 +392,8 @@ class WardenServer:
         context.verify_mode = ssl.CERT_OPTIONAL
         assert self._bundle is not None
         context.load_verify_locations(cadata=self._bundle.to_pem())
-        directory = self._private_dir or private_socket_dir("warden-server-")
-        self._private_dir = directory
+        directory = self._private_dir
+        assert directory is not None, "the private directory is created before the first SVID"
         cert_path = directory / "server-svid.pem"
         key_path = directory / "server-key.pem"
         cert_path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain))
@@ -453,6 +481,9 @@ class WardenServer:
             await self._renew_server_svid()
         self.metrics.uptime.set((time.monotonic() - self._started_at) * 1000)
 
+    async def _checkpoint(self) -> None:
+        await asyncio.to_thread(self.checkpoints.write, self.clock())
+
     async def _prune(self) -> None:
         now = self.clock()
         await asyncio.to_thread(self.datastore.prune_join_tokens, now - timedelta(days=1))
@@ -472,6 +503,9 @@ class WardenServer:
             await self.credentials.entry_deleted(entry, actor)
 
     def check_entry_ttls(self, message: Any) -> None:
+        """Reject what the datastore cannot know is wrong: IDs of another trust domain."""
+        self._check_own_domain_id(message.spiffe_id, "entry SPIFFE ID")
+        self._check_own_domain_id(message.parent_id, f"parent ID of entry {message.spiffe_id}")
         for name in ("x509_svid_ttl", "jwt_svid_ttl"):
             value = getattr(message, name)
             if value < 0:
@@ -518,6 +552,9 @@ class WardenServer:
         self.hub.agent_selectors_changed(
             str(agent_id), frozenset(f"{s.type}:{s.value}" for s in node.selectors)
         )
+        alias = result.details.get("alias_spiffe_id")
+        if isinstance(alias, str) and alias:
+            await self._create_alias_entry(agent_id, alias, owner)
         self.metrics.count("node_attestor", "attested")
         log.info(
             "agent attested",
@@ -568,6 +605,10 @@ class WardenServer:
     async def create_join_token(
         self, *, owner: str, actor: str, ttl: timedelta, alias: str | None
     ) -> admin_pb2.JoinToken:
+        """Create a join token. Its alias entry is created when an agent uses it, so that the
+        token, which is part of the agent's SPIFFE ID, is never stored while it still works."""
+        if alias:
+            self._check_own_domain_id(alias, "alias SPIFFE ID")
         value, record = await asyncio.to_thread(
             self.datastore.create_join_token,
             owner=owner,
@@ -575,30 +616,44 @@ class WardenServer:
             ttl=ttl,
             alias_spiffe_id=alias,
         )
-        alias_entry_id = ""
-        if alias:
-            agent_id = SpiffeId.from_segments(
-                self.options.trust_domain, "spire", "agent", "join_token", value
-            )
+        return admin_pb2.JoinToken(
+            value=value, expires_at=seconds(record.expires_at), owner=record.owner
+        )
+
+    async def _create_alias_entry(self, agent_id: SpiffeId, alias: str, owner: str) -> None:
+        """Give a node the alias of its join token, as `token generate -spiffeID` asks."""
+        try:
             entry = await asyncio.to_thread(
                 self.datastore.create_entry,
                 EntrySpec(
                     spiffe_id=alias,
                     parent_id=str(agent_id),
                     selectors=[f"spiffe_id:{agent_id}"],
-                    owner=record.owner,
-                    description="node alias created with a join token",
+                    owner=owner,
+                    description="node alias from the agent's join token",
                 ),
-                actor=actor,
+                actor="server",
             )
-            alias_entry_id = entry.id
-            await self.entries_written([entry.id])
-        return admin_pb2.JoinToken(
-            value=value,
-            expires_at=seconds(record.expires_at),
-            owner=record.owner,
-            alias_entry_id=alias_entry_id,
-        )
+        except Exception as error:
+            log.error(
+                "cannot create the join token's alias entry",
+                extra={"agent_id": str(agent_id), "spiffe_id": alias, "error": str(error)},
+            )
+            return
+        await self.entries_written([entry.id])
+
+    def _check_own_domain_id(self, spiffe_id: str, what: str) -> None:
+        from warden.store.errors import InvalidInput
+
+        try:
+            parsed = SpiffeId.parse(spiffe_id)
+        except ValueError as error:
+            raise InvalidInput(f"invalid {what}: {error}") from None
+        if parsed.trust_domain != self.options.trust_domain:
+            raise InvalidInput(
+                f"{what} {spiffe_id} is not in this server's trust domain "
+                f"{self.options.trust_domain.name}"
+            )
 
     # -- health ---------------------------------------------------------------------------------
 

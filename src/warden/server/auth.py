@@ -30,11 +30,22 @@ async def peer_of(server: WardenServer, context: grpc.aio.ServicerContext) -> Pe
     return peer
 
 
+def certificate_expired(server: WardenServer, peer: Peer) -> bool:
+    """Tell whether the peer's client certificate has expired since its handshake."""
+    return peer.not_after is not None and server.clock().timestamp() >= peer.not_after
+
+
 async def require_admin(server: WardenServer, context: grpc.aio.ServicerContext) -> str:
     """Return the actor for the audit log, or abort unless the caller may administer."""
     peer = await peer_of(server, context)
     if peer.kind == "local":
         return peer.describe()
+    if certificate_expired(server, peer):
+        await abort(
+            context,
+            grpc.StatusCode.UNAUTHENTICATED,
+            f"the client certificate of {peer.describe()} has expired; reconnect with a current SVID",
+        )
     if peer.spiffe_id is not None:
         if peer.spiffe_id in server.options.admin_ids:
             return str(peer.spiffe_id)

@@ -68,6 +68,7 @@ def start_authority(
         jwt_svid_ttl=options.default_jwt_svid_ttl,
         ca_key_type=KeyType.parse(options.ca_key_type),
         jwt_key_type=KeyType.parse(options.jwt_key_type),
+        federation_key_type=KeyType.parse(options.federation_key_type),
         ca_subject=ca_subject(options.ca_subject),
         jwt_issuer=options.jwt_issuer or None,
     )

@@ -14,8 +14,19 @@ def seconds(moment: datetime | None) -> int:
     return int(moment.timestamp()) if moment is not None else 0
 
 
+# The largest Unix time a datetime holds (9999-12-31T23:59:59Z).
+MAX_UNIX_SECONDS = 253_402_300_799
+
+
 def from_seconds(value: int) -> datetime | None:
-    return datetime.fromtimestamp(value, tz=UTC) if value else None
+    """An aware datetime from Unix seconds; None for 0. Raises ValueError out of range."""
+    if not value:
+        return None
+    if value < 0 or value > MAX_UNIX_SECONDS:
+        raise ValueError(
+            f"time {value} is out of range: give Unix seconds between 1 and {MAX_UNIX_SECONDS}"
+        )
+    return datetime.fromtimestamp(value, tz=UTC)
 
 
 def cached_entry(entry: RegistrationEntry) -> CachedEntry:

@@ -43,7 +43,9 @@ class HttpListener:
     async def start(self, ssl_context: ssl.SSLContext | None = None) -> int:
         """Bind and start serving; return the bound port (useful with port 0)."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # With IPPROTO_TCP asyncio sets TCP_NODELAY on each connection; with protocol 0 it
+        # does not, and small responses wait about 40 ms for the client's delayed ACK.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self.host, self.port))

@@ -81,6 +81,7 @@ def options_from_config(config: Any) -> ServerOptions:
         agent_ttl=server.agent_ttl,
         ca_key_type=server.ca_key_type,
         jwt_key_type=server.effective_jwt_key_type,
+        federation_key_type=server.federation_key_type,
         ca_subject=ca_subject,
         jwt_issuer=server.jwt_issuer or "",
         admin_ids=tuple(server.admin_ids),
@@ -164,9 +165,16 @@ def verify_audit_log_offline(config_path: str) -> tuple[bool, int, str, int]:
     from warden.store import Datastore
 
     options, _ = load_options(config_path)
+    from warden.server.checkpoints import verify_checkpoints
+
     datastore = Datastore.open(options.datastore_url, migrate=False)
     try:
         result = datastore.verify_audit_log()
+        ok, problem = result.ok, result.problem or ""
+        if ok:
+            # This server's keyed checkpoints catch a rewrite that recomputed every hash.
+            checked = verify_checkpoints(options.data_dir, datastore)
+            ok, problem = checked.ok, checked.problem
     finally:
         datastore.close()
-    return result.ok, result.length, result.problem or "", result.first_bad_seq or 0
+    return ok, result.length, problem, result.first_bad_seq or 0

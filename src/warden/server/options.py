@@ -56,6 +56,7 @@ class ServerOptions:
     agent_ttl: timedelta | None = None
     ca_key_type: str = "ec-p256"
     jwt_key_type: str = "ec-p256"
+    federation_key_type: str = "rsa-2048"
     ca_subject: dict[str, str] = field(default_factory=dict)
     jwt_issuer: str = ""
     admin_ids: tuple[SpiffeId, ...] = ()

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -28,6 +29,7 @@ from warden.server.signing_pool import (
 from warden.spiffe import SpiffeError, SpiffeId
 from warden.spiffe.x509svid import load_csr
 from warden.store.models import AuditEvent
+from warden.store.validation import reserved_id_problem
 
 if TYPE_CHECKING:
     from warden.server.app import WardenServer
@@ -35,8 +37,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# Bounds on what a caller may ask to put in a JWT-SVID, which also lands in the audit log.
+MAX_AUDIENCES = 16
+MAX_AUDIENCE_LENGTH = 512
+
+
 class SigningError(ValueError):
     """A signing request was refused; the message says why."""
+
+
+class SigningDisabledError(SigningError):
+    """The server's configuration turns this kind of signing off."""
 
 
 def public_key_from_csr(csr_der: bytes) -> Any:
@@ -155,12 +166,13 @@ class SigningService:
     ) -> tuple[str, int, int]:
         """Mint a JWT-SVID for an entry; return the token, its issue time and its expiry."""
         self._check_jwt_enabled()
+        audiences = self._check_audience(audience)
         now = self._now()
         ttl = self._jwt_ttl(entry.jwt_svid_ttl)
         token = self._server.ca.sign_jwt_svid(
-            SpiffeId.parse(entry.spiffe_id), list(audience), ttl=ttl, now=now
+            SpiffeId.parse(entry.spiffe_id), audiences, ttl=ttl, now=now
         )
-        expires_at = int((now + ttl).timestamp())
+        expires_at = self._expiry(token)
         await self._server.audit.record(
             AuditEvent(
                 action="svid.jwt.sign",
@@ -206,12 +218,11 @@ class SigningService:
     ) -> tuple[str, int]:
         self._check_jwt_enabled()
         parsed = self._check_own_domain(spiffe_id)
-        if not audience or not all(audience):
-            raise SigningError("at least one non-empty audience is required")
+        audiences = self._check_audience(audience)
         now = self._now()
         ttl = self._jwt_ttl(ttl_seconds)
-        token = self._server.ca.sign_jwt_svid(parsed, list(audience), ttl=ttl, now=now)
-        expires_at = int((now + ttl).timestamp())
+        token = self._server.ca.sign_jwt_svid(parsed, audiences, ttl=ttl, now=now)
+        expires_at = self._expiry(token)
         await self._server.audit.record(
             AuditEvent(
                 action="svid.jwt.mint",
@@ -226,9 +237,30 @@ class SigningService:
         )
         return token, expires_at
 
+    @staticmethod
+    def _check_audience(audience: Sequence[str]) -> list[str]:
+        audiences = list(audience)
+        if not audiences or not all(audiences):
+            raise SigningError("at least one non-empty audience is required")
+        if len(audiences) > MAX_AUDIENCES:
+            raise SigningError(
+                f"{len(audiences)} audiences requested; at most {MAX_AUDIENCES} are allowed"
+            )
+        long = next((a for a in audiences if len(a) > MAX_AUDIENCE_LENGTH), None)
+        if long is not None:
+            raise SigningError(
+                f"audience {long[:40]!r}... is longer than {MAX_AUDIENCE_LENGTH} characters"
+            )
+        return audiences
+
+    @staticmethod
+    def _expiry(token: str) -> int:
+        """The `exp` the token carries: the CA caps it at its signing key's expiry."""
+        return int(jwt.decode(token, options={"verify_signature": False})["exp"])
+
     def _check_jwt_enabled(self) -> None:
         if self._server.options.disable_jwt_svids:
-            raise SigningError(
+            raise SigningDisabledError(
                 "JWT-SVIDs are disabled on this server (disable_jwt_svids = true in its "
                 "configuration)"
             )
@@ -247,4 +279,7 @@ class SigningService:
             raise SigningError(
                 f"SPIFFE ID {spiffe_id} has no path: an SVID names a workload, not the trust domain"
             )
+        problem = reserved_id_problem(str(parsed))
+        if problem is not None:
+            raise SigningError(problem)
         return parsed

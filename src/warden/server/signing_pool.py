@@ -21,6 +21,7 @@ import multiprocessing
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -170,7 +171,28 @@ class SigningPool:
     async def sign(
         self, ca: X509CA, requests: Sequence[SignRequest], now: datetime
     ) -> list[SignedChain | str]:
-        """Sign `requests` across the workers and return the results in request order."""
+        """Sign `requests` across the workers and return the results in request order.
+
+        A worker that died (killed, out of memory) breaks the whole pool: the pool is then
+        started again and the batch retried once.
+        """
+        try:
+            return await self._sign(ca, requests, now)
+        except BrokenProcessPool as error:
+            log.error(
+                "a signing worker died; starting the workers again", extra={"error": str(error)}
+            )
+            self._discard()
+            return await self._sign(ca, requests, now)
+
+    def _discard(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    async def _sign(
+        self, ca: X509CA, requests: Sequence[SignRequest], now: datetime
+    ) -> list[SignedChain | str]:
         executor = self._start()
         digest, material = ca_material(ca)
         size = -(-len(requests) // self.workers)

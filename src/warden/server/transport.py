@@ -17,12 +17,15 @@ import os
 import pwd
 import socket
 import ssl
+import stat
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from cryptography import x509
 
 from warden.api.transport import (
     HANDSHAKE_TIMEOUT_SECONDS,
@@ -38,6 +41,92 @@ log = logging.getLogger(__name__)
 
 _ABSTRACT_PREFIX = "unix-abstract:"
 
+# Bounds on connections that have not proven an identity, so that unauthenticated clients
+# cannot use up the server's file descriptors. Each relayed connection holds three.
+MAX_PENDING_HANDSHAKES = 256
+MAX_ANONYMOUS_CONNECTIONS = 256
+MAX_ANONYMOUS_PER_HOST = 16
+# A connection without a client certificate is only for node attestation, which takes
+# seconds; it is closed after this long.
+ANONYMOUS_LIFETIME_SECONDS = 60.0
+# Repeated connection-level failures are logged at most this often per reason.
+FAILURE_LOG_INTERVAL_SECONDS = 10.0
+
+
+class AdminSocketError(OSError):
+    """The admin socket's path is unsafe or taken; the message says why and what to do."""
+
+
+def prepare_admin_socket(path: Path) -> None:
+    """Make `path` ready for the admin socket, or raise AdminSocketError.
+
+    A missing directory is created with mode 0700. An existing one must be a real directory
+    owned by the server's user and not writable by others, because whoever can write it can
+    replace the socket and answer the CLI in the server's place; its mode is left alone, so
+    a shared socket directory keeps its other users. Only a stale socket is removed: never a
+    regular file, and never the socket of a server that still answers.
+    """
+    directory = path.parent
+    if not directory.exists() and not directory.is_symlink():
+        directory.mkdir(mode=0o700, parents=True)
+        os.chmod(directory, 0o700)
+    info = os.lstat(directory)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise AdminSocketError(
+            f"admin socket directory {directory} is a symbolic link or not a directory; "
+            "point socket_path into a real directory"
+        )
+    if info.st_uid != os.geteuid():
+        raise AdminSocketError(
+            f"admin socket directory {directory} belongs to uid {info.st_uid}, not to the "
+            f"server's user (uid {os.geteuid()}); remove it or choose another socket_path"
+        )
+    if info.st_mode & 0o022:
+        raise AdminSocketError(
+            f"admin socket directory {directory} is writable by other users (mode "
+            f"{stat.S_IMODE(info.st_mode):o}), so they could replace the socket; use a "
+            "directory of mode 0700 or 0755"
+        )
+    if not path.exists() and not path.is_symlink():
+        return
+    if not stat.S_ISSOCK(os.lstat(path).st_mode):
+        raise AdminSocketError(
+            f"{path} exists and is not a socket; remove it or choose another socket_path"
+        )
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink()  # a stale socket of a server that is gone
+    else:
+        raise AdminSocketError(
+            f"another process serves the admin socket {path}; stop it or choose another socket_path"
+        )
+    finally:
+        probe.close()
+
+
+class _ThrottledLog:
+    """Logs the first failure of each kind per interval, then how many were not logged."""
+
+    def __init__(self, interval: float = FAILURE_LOG_INTERVAL_SECONDS) -> None:
+        self._interval = interval
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def info(self, message: str, **fields: object) -> None:
+        now = time.monotonic()
+        last = self._last.get(message)
+        if last is not None and now - last < self._interval:
+            self._suppressed[message] = self._suppressed.get(message, 0) + 1
+            return
+        suppressed = self._suppressed.pop(message, 0)
+        self._last[message] = now
+        extra = dict(fields)
+        if suppressed:
+            extra["suppressed"] = suppressed
+        log.info(message, extra=extra)
+
 
 @dataclass(frozen=True)
 class Peer:
@@ -50,6 +139,9 @@ class Peer:
     uid: int | None = None
     pid: int | None = None
     host: str = ""
+    # NotAfter of the client certificate, in Unix seconds. The handshake checked it once;
+    # calls on a long-lived connection must check it again.
+    not_after: float | None = None
 
     def describe(self) -> str:
         """The actor recorded in the audit log for calls from this peer."""
@@ -105,6 +197,13 @@ class Listeners:
         self._sockets: list[socket.socket] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.tls_port: int | None = None
+        self._pending_handshakes = 0
+        self._anonymous_by_host: dict[str, int] = {}
+        self._failures = _ThrottledLog()
+
+    @property
+    def anonymous_connections(self) -> int:
+        return sum(self._anonymous_by_host.values())
 
     async def start_tls(self, host: str, port: int) -> int:
         """Listen for TLS on `host:port` (port 0 picks a free one) and return the port.
@@ -113,7 +212,8 @@ class Listeners:
         server SVID or a changed bundle applies from the next connection on.
         """
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        listener = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP, so that asyncio sets TCP_NODELAY on accepted connections (see below).
+        listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             listener.bind((host, port))
@@ -142,16 +242,22 @@ class Listeners:
                 log.error("accept failed on the TLS listener", extra={"error": str(error)})
                 await asyncio.sleep(0.1)
                 continue
+            if self._pending_handshakes >= MAX_PENDING_HANDSHAKES:
+                connection.close()
+                self._failures.info(
+                    "connection refused: too many TLS handshakes in progress",
+                    address=f"{address[0]}:{address[1]}",
+                )
+                continue
+            # Small gRPC frames must not wait for the peer's delayed ACK.
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             task = asyncio.create_task(self._handle_tls(connection, address))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     async def start_admin_socket(self, path: Path) -> None:
-        """Listen on the admin Unix socket, in a directory of mode 0700."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(path.parent, 0o700)
-        if path.exists() or path.is_symlink():
-            path.unlink()
+        """Listen on the admin Unix socket (mode 0600) in a directory only this user writes."""
+        prepare_admin_socket(path)
         server = await asyncio.start_unix_server(self._handle_local, path=str(path))
         os.chmod(path, 0o600)
         self._servers.append(server)
@@ -174,6 +280,7 @@ class Listeners:
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=RELAY_CHUNK_BYTES)
         protocol = asyncio.StreamReaderProtocol(reader)
+        self._pending_handshakes += 1
         try:
             transport, _ = await loop.connect_accepted_socket(
                 lambda: protocol,
@@ -182,9 +289,11 @@ class Listeners:
                 ssl_handshake_timeout=HANDSHAKE_TIMEOUT_SECONDS,
             )
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as error:
-            log.info("TLS handshake failed", extra={"address": address, "error": str(error)})
+            self._failures.info("TLS handshake failed", address=address, error=str(error))
             connection.close()
             return
+        finally:
+            self._pending_handshakes -= 1
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         ssl_object = writer.get_extra_info("ssl_object")
         certificate = ssl_object.getpeercert(binary_form=True) if ssl_object else None
@@ -202,8 +311,43 @@ class Listeners:
                 )
                 writer.close()
                 return
-        peer = Peer("tls", address, spiffe_id, certificate, host=str(peername[0]))
+        host = str(peername[0])
+        if certificate is None:
+            await self._relay_anonymous(Peer("tls", address, host=host), reader, writer)
+            return
+        not_after = x509.load_der_x509_certificate(certificate).not_valid_after_utc.timestamp()
+        peer = Peer("tls", address, spiffe_id, certificate, host=host, not_after=not_after)
         await self._relay(peer, reader, writer)
+
+    async def _relay_anonymous(
+        self, peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Relay a connection without a client certificate, within the anonymous bounds."""
+        per_host = self._anonymous_by_host.get(peer.host, 0)
+        if (
+            self.anonymous_connections >= MAX_ANONYMOUS_CONNECTIONS
+            or per_host >= MAX_ANONYMOUS_PER_HOST
+        ):
+            self._failures.info(
+                "connection refused: too many connections without a client certificate",
+                address=peer.address,
+            )
+            writer.close()
+            return
+        self._anonymous_by_host[peer.host] = per_host + 1
+        try:
+            await asyncio.wait_for(self._relay(peer, reader, writer), ANONYMOUS_LIFETIME_SECONDS)
+        except TimeoutError:
+            self._failures.info(
+                "closed a connection without a client certificate after its time limit",
+                address=peer.address,
+            )
+        finally:
+            remaining = self._anonymous_by_host[peer.host] - 1
+            if remaining:
+                self._anonymous_by_host[peer.host] = remaining
+            else:
+                del self._anonymous_by_host[peer.host]
 
     async def _handle_local(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter

@@ -221,10 +221,13 @@ class AuditLogStore(StoreBase):
         subject: str | None = None,
         after_seq: int = 0,
         limit: int | None = None,
+        newest_first: bool = False,
     ) -> Iterator[AuditRecord]:
-        """Yield audit records in chain order, filtered by time range [since, until) and
-        exact action, actor or subject. An action ending in `.*` matches its prefix."""
-        query = select(audit_log).where(audit_log.c.seq > after_seq).order_by(audit_log.c.seq)
+        """Yield audit records in chain order (or newest first), filtered by time range
+        [since, until) and exact action, actor or subject. An action ending in `.*` matches
+        its prefix. With `newest_first` and `limit`, only the newest records are read."""
+        order = audit_log.c.seq.desc() if newest_first else audit_log.c.seq
+        query = select(audit_log).where(audit_log.c.seq > after_seq).order_by(order)
         if since is not None:
             query = query.where(audit_log.c.recorded_at >= since)
         if until is not None:

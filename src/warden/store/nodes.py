@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, func, or_, select, update
 
 from warden.spiffe import Selector, SpiffeError, SpiffeId
 from warden.store._base import StoreBase
@@ -227,6 +227,11 @@ class NodeStore(StoreBase):
         with self._read(snapshot=True) as connection:
             ids = list(connection.execute(query).scalars())
             return _load_nodes(connection, ids)
+
+    def count_attested_nodes(self) -> int:
+        """Return how many agents are attested (banned ones included)."""
+        with self._read() as connection:
+            return int(connection.execute(select(func.count()).select_from(attested_nodes)).scalar() or 0)
 
     def update_node_svid(
         self,

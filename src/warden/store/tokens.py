@@ -31,6 +31,7 @@ from warden.store.errors import (
 )
 from warden.store.models import AuditEvent, JoinToken
 from warden.store.schema import join_tokens
+from warden.store.validation import reserved_id_problem
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,10 @@ class TokenStore(StoreBase):
         accepted for SPIRE compatibility; it must be hard to guess.
         """
         owner = owner.strip() if isinstance(owner, str) else ""
+        if any(ord(character) < 0x20 or ord(character) == 0x7F for character in owner):
+            raise InvalidInput(
+                f"join token: owner {owner!r} contains a control character; name a person or team"
+            )
         if not owner:
             raise InvalidInput(
                 "join token: owner is required; pass -owner <person or team> (it owns the "
@@ -95,6 +100,9 @@ class TokenStore(StoreBase):
                 alias_spiffe_id = str(SpiffeId.parse(alias_spiffe_id))
             except SpiffeError as error:
                 raise InvalidInput(f"join token: invalid alias SPIFFE ID: {error}") from None
+            problem = reserved_id_problem(alias_spiffe_id)
+            if problem is not None:
+                raise InvalidInput(f"join token: invalid alias: {problem}")
         value = token if token is not None else str(uuid.uuid4())
         if len(value) < 16 or not value.isprintable() or " " in value:
             raise InvalidInput(

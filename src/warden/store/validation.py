@@ -176,6 +176,31 @@ def _parse_federates_with(label: str, values: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(domains))
 
 
+def reserved_id_problem(spiffe_id: str) -> str | None:
+    """Why `spiffe_id` may not be given to a workload, or None when it may.
+
+    Paths under /spire/ name the server (/spire/server) and agents (/spire/agent/...), as in
+    SPIRE: an entry, alias or minted SVID with such an ID would let its holder pose as them.
+    """
+    path = SpiffeId.parse(spiffe_id).path
+    if path == "/spire" or path.startswith("/spire/"):
+        return (
+            f"SPIFFE ID {spiffe_id} is reserved: paths under /spire/ name Warden's server "
+            "and agents; choose another path"
+        )
+    return None
+
+
+def _check_parent_namespace(label: str, parent_id: str) -> None:
+    path = SpiffeId.parse(parent_id).path
+    reserved = path == "/spire" or path.startswith("/spire/")
+    if reserved and path != "/spire/server" and not path.startswith("/spire/agent/"):
+        raise InvalidEntry(
+            f"{label}: parent_id {parent_id} is in the reserved /spire/ namespace but is neither "
+            "the server (/spire/server) nor an agent (/spire/agent/...)"
+        )
+
+
 def validate_entry(spec: EntrySpec) -> ValidEntry:
     """Check every field of `spec` and return it in canonical form, or raise InvalidEntry."""
     label = f"entry {spec.spiffe_id}" if isinstance(spec.spiffe_id, str) else "entry"
@@ -184,6 +209,10 @@ def validate_entry(spec: EntrySpec) -> ValidEntry:
     parent_id = _parse_spiffe_id(label, "parent_id", spec.parent_id)
     if parent_id == spiffe_id:
         raise InvalidEntry(f"{label}: parent_id is the entry's own SPIFFE ID; name its parent")
+    problem = reserved_id_problem(spiffe_id)
+    if problem is not None:
+        raise InvalidEntry(f"{label}: {problem}")
+    _check_parent_namespace(label, parent_id)
 
     owner = spec.owner.strip() if isinstance(spec.owner, str) else ""
     if not owner:

@@ -80,6 +80,19 @@ def load_region_certificates(path: str) -> dict[str, x509.Certificate]:
 def verify_pkcs7(signature_der: bytes, certificate: x509.Certificate) -> bytes:
     """Verify a PKCS#7 SignedData with `certificate`'s RSA key and return the signed content."""
     try:
+        return _verify_pkcs7(signature_der, certificate)
+    except AttestationError:
+        raise
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError) as error:
+        # asn1crypto parses lazily, so a malformed structure can fail at any later access.
+        raise AttestationError(
+            f"aws_iid: the rsa2048 signature is not a valid PKCS#7 SignedData: {error}",
+            permission_denied=False,
+        ) from None
+
+
+def _verify_pkcs7(signature_der: bytes, certificate: x509.Certificate) -> bytes:
+    try:
         content_info = cms.ContentInfo.load(signature_der)
         if content_info["content_type"].native != "signed_data":
             raise ValueError("not a PKCS#7 SignedData")

@@ -37,7 +37,7 @@ class JoinTokenAttestor:
             raise AttestationError(
                 "join token is not ASCII text", permission_denied=False
             ) from None
-        if not _TOKEN_RE.fullmatch(token):
+        if not _TOKEN_RE.fullmatch(token) or token in (".", ".."):
             raise AttestationError(
                 "join token is malformed: expected 1 to 128 of A-Z, a-z, 0-9, '.', '_' and '-'",
                 permission_denied=False,
@@ -56,5 +56,5 @@ class JoinTokenAttestor:
             agent_id=spiffe_id,
             reattestable=False,
             owner=record.owner,
-            details={"token_prefix": token[:4]},
+            details={"token_prefix": token[:4], "alias_spiffe_id": record.alias_spiffe_id or ""},
         )

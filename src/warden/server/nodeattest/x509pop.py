@@ -73,6 +73,7 @@ def verify_chain(
         if root is not None:
             _check_validity(root, now)
             path.append(root)
+            _check_path_lengths(path)
             return path
         issuer = next((c for c in candidates if _issued_by(current, c)), None)
         if issuer is None:
@@ -88,6 +89,31 @@ def verify_chain(
         path.append(issuer)
         current = issuer
     raise AttestationError(f"x509pop: the chain is longer than {MAX_CHAIN_LENGTH} certificates")
+
+
+def _check_usage(certificate: x509.Certificate, usage: str, what: str) -> None:
+    try:
+        key_usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    if not getattr(key_usage, usage):
+        raise AttestationError(
+            f"x509pop: {what} {certificate.subject.rfc4514_string()!r} does not allow "
+            f"{usage.replace('_', ' ')} in its key usage"
+        )
+
+
+def _check_path_lengths(path: list[x509.Certificate]) -> None:
+    """Check pathLenConstraint and keyCertSign of each CA on the path (leaf's issuer first)."""
+    for depth, ca in enumerate(path):
+        _check_usage(ca, "key_cert_sign", "CA certificate")
+        constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
+        # `depth` CA certificates sit between this CA and the leaf.
+        if constraints.path_length is not None and depth > constraints.path_length:
+            raise AttestationError(
+                f"x509pop: CA certificate {ca.subject.rfc4514_string()!r} allows "
+                f"{constraints.path_length} intermediate CAs below it, the chain has {depth}"
+            )
 
 
 def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:

@@ -14,6 +14,7 @@ import grpc
 from warden import __version__
 from warden.api.server.v1 import admin_pb2, admin_pb2_grpc, types_pb2
 from warden.server.auth import abort, require_admin
+from warden.server.checkpoints import verify_checkpoints
 from warden.server.convert import agent_message, entry_message, entry_spec, from_seconds, seconds
 from warden.store.errors import (
     AgentBanned,
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 5000
+# Most audit records one ListAuditRecords call returns.
+MAX_AUDIT_RECORDS = 10_000
 
 
 def status_for(error: Exception) -> types_pb2.Status:
@@ -236,8 +239,8 @@ class Agents(admin_pb2_grpc.AgentsServicer):
 
     async def CountAgents(self, request: Any, context: Any) -> Any:
         await require_admin(self._server, context)
-        nodes = await self._server.run(self._server.datastore.list_attested_nodes)
-        return admin_pb2.CountAgentsResponse(count=len(nodes))
+        count = await self._server.run(self._server.datastore.count_attested_nodes)
+        return admin_pb2.CountAgentsResponse(count=count)
 
     async def EvictAgent(self, request: Any, context: Any) -> Any:
         actor = await require_admin(self._server, context)
@@ -318,27 +321,42 @@ class AuditLog(admin_pb2_grpc.AuditLogServicer):
         await require_admin(self._server, context)
         await self._server.audit.flush()
         result = await self._server.run(self._server.datastore.verify_audit_log)
+        problem = result.problem or ""
+        ok = result.ok
+        if ok:
+            await self._server.run(self._server.checkpoints.write, self._server.clock())
+            checked = await self._server.run(
+                verify_checkpoints, self._server.options.data_dir, self._server.datastore
+            )
+            ok, problem = checked.ok, checked.problem
         return admin_pb2.VerifyAuditLogResponse(
-            ok=result.ok,
+            ok=ok,
             records=result.length,
-            problem=result.problem or "",
+            problem=problem,
             first_bad_sequence=result.first_bad_seq or 0,
         )
 
     async def ListAuditRecords(self, request: Any, context: Any) -> AsyncIterator[Any]:
         await require_admin(self._server, context)
         await self._server.audit.flush()
-        limit = request.limit or None
+        limit = min(request.limit, MAX_AUDIT_RECORDS) if request.limit else MAX_AUDIT_RECORDS
+        try:
+            since, until = from_seconds(request.since), from_seconds(request.until)
+        except ValueError as error:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
 
         def collect() -> list[Any]:
-            records = list(
+            # The newest `limit` records, read newest first and returned in chain order.
+            newest = list(
                 self._server.datastore.iter_audit(
-                    since=from_seconds(request.since),
-                    until=from_seconds(request.until),
+                    since=since,
+                    until=until,
                     action=request.action or None,
+                    limit=limit,
+                    newest_first=True,
                 )
             )
-            return records[-limit:] if limit else records
+            return newest[::-1]
 
         for record in await self._server.run(collect):
             yield admin_pb2.AuditRecord(
@@ -367,9 +385,7 @@ class ServerStatus(admin_pb2_grpc.ServerStatusServicer):
             server_id=self._server.server_id,
             version=__version__,
             entries=len(self._server.cache),
-            agents=await self._server.run(
-                lambda: len(self._server.datastore.list_attested_nodes())
-            ),
+            agents=await self._server.run(self._server.datastore.count_attested_nodes),
             detail=detail,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from warden.api.server.v1 import agent_pb2, agent_pb2_grpc, types_pb2
-from warden.server.auth import abort, certificate_serial, peer_of
-from warden.server.convert import cached_entry_message
+from warden.server.auth import abort, certificate_expired, certificate_serial, peer_of
+from warden.server.convert import MAX_UNIX_SECONDS, cached_entry_message
 from warden.server.nodeattest import AttestationError
-from warden.server.signing import SigningError, public_key_from_csr
+from warden.server.signing import SigningDisabledError, SigningError, public_key_from_csr
 from warden.store.errors import AgentBanned, AlreadyExists, NotFound, StoreError
 
 if TYPE_CHECKING:
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# How long attestation waits for each message of the agent, in seconds.
+ATTESTATION_READ_SECONDS = 30.0
+# How often an open sync stream checks again that its agent may still use it, in seconds.
+NODE_RECHECK_SECONDS = 2.0
 # Entries per sync message, so that a large set stays under gRPC's 4 MiB message limit.
 SYNC_CHUNK = 500
 MAX_BATCH = 1000
@@ -49,6 +54,13 @@ class AgentAPI(agent_pb2_grpc.AgentAPIServicer):
                 "this call needs an agent X509-SVID presented over mutual TLS; attest first",
             )
         spiffe_id = str(peer.spiffe_id)
+        if certificate_expired(self._server, peer):
+            await abort(
+                context,
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"the agent SVID of {spiffe_id} has expired; the agent must renew it before it "
+                "expires, or attest again",
+            )
         node = await self._server.nodes.get(spiffe_id)
         if node is None:
             await abort(
@@ -92,7 +104,12 @@ class AgentAPI(agent_pb2_grpc.AgentAPIServicer):
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"too many attestations from {peer.host}; retry in a second",
             )
-        first = await context.read()
+        try:
+            first = await asyncio.wait_for(context.read(), ATTESTATION_READ_SECONDS)
+        except TimeoutError:
+            await abort(
+                context, grpc.StatusCode.DEADLINE_EXCEEDED, "no attestation data received in time"
+            )
         if first is grpc.aio.EOF or not first.HasField("params"):
             await abort(
                 context,
@@ -115,7 +132,13 @@ class AgentAPI(agent_pb2_grpc.AgentAPIServicer):
 
         async def challenge(data: bytes) -> bytes:
             await context.write(agent_pb2.AttestAgentResponse(challenge=data))
-            response = await context.read()
+            try:
+                response = await asyncio.wait_for(context.read(), ATTESTATION_READ_SECONDS)
+            except TimeoutError:
+                raise AttestationError(
+                    f"the agent did not answer the challenge within {ATTESTATION_READ_SECONDS:g} s",
+                    permission_denied=False,
+                ) from None
             if response is grpc.aio.EOF or not response.HasField("challenge_response"):
                 raise AttestationError(
                     "the agent did not answer the challenge", permission_denied=False
@@ -157,6 +180,12 @@ class AgentAPI(agent_pb2_grpc.AgentAPIServicer):
 
     async def RenewAgent(self, request: Any, context: Any) -> Any:
         caller = await self._authenticate(context)
+        if not self._server.allow_signing(caller.peer.host, 1):
+            await abort(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"signing rate limit exceeded for {caller.peer.host}",
+            )
         try:
             public_key = public_key_from_csr(request.csr)
         except SigningError as error:
@@ -246,13 +275,44 @@ class AgentAPI(agent_pb2_grpc.AgentAPIServicer):
             token, issued_at, expires_at = await self._server.signing.sign_jwt_for_entry(
                 caller.spiffe_id, entry, request.audience
             )
-        except SigningError as error:
+        except SigningDisabledError as error:
             await abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        except SigningError as error:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
         return agent_pb2.NewJWTSVIDResponse(
             token=token, spiffe_id=entry.spiffe_id, issued_at=issued_at, expires_at=expires_at
         )
 
     # -- sync -------------------------------------------------------------------------------
+
+    async def _recheck(self, caller: AgentCaller) -> tuple[grpc.StatusCode, str] | None:
+        """Why the caller may no longer use its stream, or None while it still may."""
+        if certificate_expired(self._server, caller.peer):
+            return (
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"the agent SVID of {caller.spiffe_id} has expired; renew it and reconnect",
+            )
+        node = await self._server.nodes.get(caller.spiffe_id)
+        if node is None:
+            return (
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"agent {caller.spiffe_id} is not attested (it was evicted); the agent must "
+                "attest again",
+            )
+        if node.banned:
+            return (
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"agent {caller.spiffe_id} is banned; an operator must evict it before it can "
+                "attest again",
+            )
+        serial = certificate_serial(caller.peer)
+        if serial not in (node.serial_number, node.new_serial_number):
+            return (
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"agent {caller.spiffe_id} presented SVID serial {serial}, which is no longer "
+                "current",
+            )
+        return None
 
     async def SyncEntries(self, request: Any, context: Any) -> None:
         caller = await self._authenticate(context)
@@ -285,7 +345,13 @@ class AgentAPI(agent_pb2_grpc.AgentAPIServicer):
                     for entry_id in deleted:
                         del session.sent[entry_id]
                     first = False
-                await session.changed.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(session.changed.wait(), NODE_RECHECK_SECONDS)
+                # A long-lived stream must notice an expired SVID, and an eviction or ban made
+                # through another server, which no local event announces.
+                problem = await self._recheck(caller)
+                if problem is not None:
+                    await abort(context, *problem)
         finally:
             hub.unregister(session)
             log.info("agent sync ended", extra={"agent_id": caller.spiffe_id})
@@ -314,6 +380,14 @@ class AgentAPI(agent_pb2_grpc.AgentAPIServicer):
         for delivery in request.deliveries:
             if delivery.entry_id not in authorized:
                 continue
+            if not 0 < delivery.delivered_at <= MAX_UNIX_SECONDS:
+                await abort(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"delivery time {delivery.delivered_at} of entry {delivery.entry_id} is out "
+                    "of range; send Unix seconds",
+                )
+            # An agent's clock may run ahead of the server's: never record a future time.
             moment = datetime.fromtimestamp(
                 min(delivery.delivered_at, int(now.timestamp())), tz=UTC
             )
