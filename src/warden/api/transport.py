@@ -113,8 +113,6 @@ def build_client_context(credentials: ClientCredentials, key_dir: Path) -> ssl.S
 
     The host name is not checked: the caller checks the server's SPIFFE ID after the
     handshake. Without a bundle the server is not verified at all (insecure bootstrap).
-    `ssl` loads keys only from files, so the key is written to `key_dir` (mode 0600) and
-    removed once loaded.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -125,31 +123,39 @@ def build_client_context(credentials: ClientCredentials, key_dir: Path) -> ssl.S
     else:
         context.verify_mode = ssl.CERT_NONE
     if credentials.chain and credentials.private_key is not None:
-        context.load_cert_chain(*_write_key_pair(credentials, key_dir))
-        for leftover in key_dir.glob("client-*.pem"):
-            leftover.unlink(missing_ok=True)
+        _load_key_pair(context, credentials, key_dir)
     context.set_alpn_protocols(["h2"])
     return context
 
 
-def _write_key_pair(credentials: ClientCredentials, key_dir: Path) -> tuple[str, str]:
+def _load_key_pair(context: ssl.SSLContext, credentials: ClientCredentials, key_dir: Path) -> None:
+    """Load the SVID and its key into `context`.
+
+    `ssl` reads keys only from files. On Linux the PEM goes into an anonymous memory file
+    (memfd), so the key never touches a disk; elsewhere it is written to `key_dir` (a 0700
+    directory) with mode 0600 and removed once loaded.
+    """
     assert credentials.private_key is not None
-    token = os.urandom(8).hex()
-    cert_path = key_dir / f"client-{token}-cert.pem"
-    key_path = key_dir / f"client-{token}-key.pem"
-    cert_path.write_bytes(
-        b"".join(c.public_bytes(serialization.Encoding.PEM) for c in credentials.chain)
+    pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in credentials.chain)
+    pem += credentials.private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(
-            credentials.private_key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-    return str(cert_path), str(key_path)
+    if hasattr(os, "memfd_create"):
+        descriptor = os.memfd_create("warden-client-svid", os.MFD_CLOEXEC)
+        try:
+            os.write(descriptor, pem)
+            context.load_cert_chain(f"/proc/self/fd/{descriptor}")
+        finally:
+            os.close(descriptor)
+        return
+    path = key_dir / f"client-{os.urandom(8).hex()}.pem"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(pem)
+        context.load_cert_chain(str(path))
+    finally:
+        path.unlink(missing_ok=True)
 
 
 class ServerIdentityError(Exception):
