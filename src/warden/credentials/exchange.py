@@ -12,7 +12,8 @@ STS, for example). The exchange checks, in order:
    actor token is present, and the subject's otherwise;
 5. the policy: a rule must allow the subject this audience and, with an actor, allow that
    actor to act for the subject;
-6. replay: a token that carries `jti` is accepted once, remembered until it expires.
+6. replay: a token that carries `jti` is accepted once, remembered until it expires plus
+   the leeway, because until then it would still be accepted.
 
 Then it signs a token with `iss` (the issuer), `sub` (the subject's SPIFFE ID), `aud` (the
 audience), `iat`, `exp`, a fresh `jti` and, with an actor, `act: {"sub": <actor>}`. Its
@@ -399,7 +400,9 @@ class TokenExchanger:
                 actor=actor or "",
             )
         trust_domain = token.spiffe_id.trust_domain.name
-        if not self._replay.remember(trust_domain, jti, token.expires_at):
+        # The token stays acceptable until exp plus the leeway, so its jti is kept as long.
+        remember_until = token.expires_at + self.settings.leeway
+        if not self._replay.remember(trust_domain, jti, remember_until):
             raise ExchangeError(
                 INVALID_REQUEST,
                 f"{parameter} with jti {jti[:64]!r} was already used; fetch a new JWT-SVID",
