@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 MIN_SAMPLE = 64
 TREES = 100
-MAX_SAMPLES = 256
+MAX_SAMPLES = 1024
 SEED = 7
 
 FEATURE_MEANINGS = {
@@ -45,6 +45,7 @@ FEATURE_MEANINGS = {
     "network_peer_rarity": "how rare the network is among the identity's peers",
     "failure_novelty": "how new a failure of this action is for this identity",
     "youth": "how little history the identity has",
+    "surprise": "how many things are new at once for an identity with a history",
 }
 
 

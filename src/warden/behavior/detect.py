@@ -99,7 +99,10 @@ class DetectReport:
     event_scores: dict[str, float] = field(default_factory=dict)
 
     def max_severity(self) -> Severity | None:
-        return max((alert.severity for alert in self.alerts), default=None)
+        """The highest severity of this run's new or updated alerts on non-human identities."""
+        return max(
+            (alert.severity for alert in self.alerts if alert.status != "previous"), default=None
+        )
 
     def to_json(self) -> dict[str, Any]:
         from warden.behavior.report import report_to_json

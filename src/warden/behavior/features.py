@@ -47,6 +47,16 @@ IDENTITY_DIMENSIONS = (
 PEER_DIMENSIONS = ("action", "agent", "network")
 WORKLOAD_DIMENSIONS = ("address", "agent")
 ORDER = "ORDER BY w.event_time, w.ev_key"
+_SURPRISE_TERMS = (
+    "CASE WHEN via_service OR n_address IS NULL THEN 0 ELSE 1.0 / (1 + n_address) END",
+    "CASE WHEN via_service OR n_network IS NULL THEN 0 ELSE 1.0 / (1 + n_network) END",
+    "CASE WHEN n_agent IS NULL OR agent IN ('aws-internal', 'aws-service') THEN 0 "
+    "ELSE 1.0 / (1 + n_agent) END",
+    "CASE WHEN n_region IS NULL THEN 0 ELSE 1.0 / (1 + n_region) END",
+    "1.0 / (1 + n_hour)",
+    "CASE WHEN failed THEN 1.0 / (1 + n_failed_action) ELSE 0 END",
+    "1.0 / (1 + n_action)",
+)
 
 
 def compute_features(
@@ -163,6 +173,10 @@ def compute_features(
         "ELSE 1.0 - network_peer_share END",
         "failure_novelty": "CASE WHEN failed THEN 1.0 / (1 + n_failed_action) ELSE 0 END",
         "youth": "1.0 / sqrt(1 + prior_events)",
+        # Several new things at once, from an identity with a history: isolation forests
+        # split one feature at a time, so a combination needs a feature of its own.
+        "surprise": f"({' + '.join(_SURPRISE_TERMS)}) / {len(_SURPRISE_TERMS)}.0 "
+        "* (1.0 - 1.0 / sqrt(1 + prior_events))",
     }
     assert tuple(novelty) == FEATURE_COLUMNS
     features = ", ".join(

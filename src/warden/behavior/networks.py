@@ -136,7 +136,7 @@ def _parse(address: str) -> Address | None:
         return ipaddress.ip_address(address)
     except ValueError:
         pass
-    # Some exports write IPv4 octets with leading zeros ("08.1.250.216"), which the
+    # Some exports write IPv4 octets with leading zeros ("010.001.002.003"), which the
     # ipaddress module rejects as ambiguous; they are read as decimal.
     octets = address.split(".")
     if len(octets) == 4 and all(part.isdigit() and len(part) <= 3 for part in octets):

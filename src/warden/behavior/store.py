@@ -39,6 +39,7 @@ FEATURE_COLUMNS = (
     "network_peer_rarity",
     "failure_novelty",
     "youth",
+    "surprise",
 )
 
 _SCHEMA = [

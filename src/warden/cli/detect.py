@@ -100,8 +100,8 @@ def detect(
     fail_on: Annotated[
         str | None,
         typer.Option(
-            help="Exit with code 1 when an alert on a non-human identity has at least this "
-            "severity (critical, high, medium, low, info)"
+            help="Exit with code 1 when this run raises or updates an alert on a non-human "
+            "identity with at least this severity (critical, high, medium, low, info)"
         ),
     ] = None,
 ) -> None:
@@ -209,7 +209,9 @@ def _write(report: DetectReport, output_format: OutputFormat, output: Path | Non
 
     if output_format is OutputFormat.table:
         if output is None:
-            render_table(report, Console())
+            console = Console()
+            # A pipe gets Rich's default 80 columns, too narrow for ids and evidence.
+            render_table(report, console if console.is_terminal else Console(width=160))
             return
         buffer = io.StringIO()
         render_table(report, Console(file=buffer, width=160, color_system=None))
