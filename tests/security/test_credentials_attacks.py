@@ -1,18 +1,20 @@
 """Attacks on the ephemeral credentials: OIDC discovery, token exchange and database leases.
 
 Each test plays an attacker against servers, sockets, files and PostgreSQL clusters that it
-starts itself, on loopback. A test that once found a hole stays as its regression test; the
-attacks the product withstood stay too, so that a later change cannot open them.
+starts itself, on loopback. A test that found a hole stays as its regression test. The
+attacks that the product withstood stay too, so that a later change cannot open them.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client import CollectorRegistry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "credentials"))
@@ -20,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "credentials"))
 from credentials_support import (
     BILLING,
     DEFAULT_POLICY,
+    b64url,
     base_url,
     credential_server_options,
     exchange_form,
@@ -48,12 +51,20 @@ def audit_details(server: WardenServer, action: str) -> list[dict[str, Any]]:
     return [dict(record.details) for record in server.datastore.iter_audit(action=action)]
 
 
+def unsigned_token(claims: dict[str, Any], header: dict[str, Any] | None = None) -> str:
+    """A compact JWS with the given claims and a signature of zeros."""
+    header = header or {"alg": "ES256", "kid": "k", "typ": "JWT"}
+    return ".".join(
+        (b64url(json.dumps(header).encode()), b64url(json.dumps(claims).encode()), "A" * 86)
+    )
+
+
 # == Token exchange ==========================================================================
 
 
 async def test_replay_within_leeway_rejected(tmp_path: Path) -> None:
-    # With leeway, a token stays acceptable after its exp; its jti must be remembered for as
-    # long, or the replay cache forgets it while the token is still accepted.
+    # With leeway, a token stays acceptable after its exp, so its jti must be stored for as
+    # long. Otherwise the replay cache drops the jti while the token is still accepted.
     policy = TokenExchangeSettings(rules=DEFAULT_POLICY.rules, leeway=timedelta(minutes=1))
     async with start_server(tmp_path, token_exchange=policy) as server:
         token = mint(
@@ -71,3 +82,38 @@ async def test_replay_within_leeway_rejected(tmp_path: Path) -> None:
     assert replayed.json()["error"] == "invalid_request"
     assert "already used" in replayed.json()["error_description"]
     assert "access_token" not in replayed.json()
+
+
+async def test_rejection_audit_bounded_without_tokens(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Anyone may call the token endpoint, and every rejection is audited in an append-only
+    # log: a request must not be able to write 100 KB into it. A client that sends its
+    # JWT-SVID in the wrong parameter must not find the token in the audit log or the logs.
+    async with start_server(tmp_path) as server:
+        token = mint(server, BILLING)
+        signature = token.rsplit(".", 1)[1]
+        forms = [
+            {**exchange_form("x"), "subject_token_type": "t" * 60_000},
+            {**exchange_form(token), "audience": "a" * 60_000},
+            {**exchange_form("x"), "grant_type": token},
+            {**exchange_form("x"), "subject_token_type": token, "audience": token},
+            {**exchange_form("x", requested_token_type=token)},
+            {**exchange_form(unsigned_token({"sub": "spiffe://example.org/" + "s" * 40_000}))},
+            {**exchange_form(unsigned_token({"sub": "spiffe://" + "d" * 40_000 + "/x"}))},
+        ]
+        with caplog.at_level("INFO", logger="warden"):
+            responses = [await post_token(server, form) for form in forms]
+        await server.audit.flush()
+        records = audit_details(server, "token.exchange_reject")
+
+    assert [response.status_code for response in responses] == [400] * len(forms)
+    assert len(records) == len(forms)
+    for record in records:
+        text = json.dumps(record)
+        assert len(text) < 2048
+        assert signature not in text
+    for log_record in caplog.records:
+        assert signature not in log_record.getMessage()
+        assert signature not in json.dumps(log_record.__dict__, default=str)
+        assert len(json.dumps(log_record.__dict__, default=str)) < 8192

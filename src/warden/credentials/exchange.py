@@ -58,6 +58,14 @@ ISSUED_TOKEN_TYPES = frozenset({TOKEN_TYPE_JWT, TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_
 MAX_SUBJECT_LENGTH = 127
 #: Longest `jti` accepted; it is hashed before it is stored.
 MAX_JTI_LENGTH = 1024
+#: Maximum length of the excerpt of a request value quoted in an error description or audit record. Anyone
+#: may call the token endpoint and every rejection is audited, so a value of 60 KB must not be
+#: copied into the append-only audit log. The limit fits the longest GCP provider audience
+#: (158 characters) but stops before the signature of the shortest JWT-SVID (about 186), so a
+#: token sent in the wrong parameter is not recorded whole.
+MAX_QUOTED_LENGTH = 160
+#: Maximum length of an audited `error_description`, which can quote a JWT-SVID's claims.
+MAX_AUDITED_DESCRIPTION = 1024
 # RFC 8693 allows `audience` and `resource` more than once; RFC 6749 section 3.1 forbids
 # repeating any other parameter.
 _REPEATABLE = frozenset({"audience", "resource"})
@@ -142,15 +150,29 @@ class ExchangeResult:
 
 
 def rejection_audit_event(error: ExchangeError, actor: str, audience: str) -> AuditEvent:
-    """Return the `token.exchange_reject` audit record of a refused request."""
-    details: dict[str, Any] = {"error": error.error, "error_description": error.description}
+    """Return the `token.exchange_reject` audit record of a refused request.
+
+    The requested audience and the description are cut to a bounded length, because they
+    come from an unauthenticated request.
+    """
+    details: dict[str, Any] = {
+        "error": error.error,
+        "error_description": error.description[:MAX_AUDITED_DESCRIPTION],
+    }
     if audience:
-        details["audience"] = audience
+        details["audience"] = _excerpt(audience, quoted=False)
     if error.actor:
         details["act"] = error.actor
     return AuditEvent(
         action="token.exchange_reject", actor=actor, subject=error.subject, details=details
     )
+
+
+def _excerpt(value: str, *, quoted: bool = True) -> str:
+    """Return `value`, cut to MAX_QUOTED_LENGTH characters with a marker, for a message."""
+    if len(value) > MAX_QUOTED_LENGTH:
+        value = f"{value[:MAX_QUOTED_LENGTH]}... ({len(value)} characters)"
+    return repr(value) if quoted else value
 
 
 def _single(form: Mapping[str, Sequence[str]], name: str, *, required: bool) -> str | None:
@@ -176,7 +198,7 @@ def parse_exchange_request(
     if grant_type != TOKEN_EXCHANGE_GRANT:
         raise ExchangeError(
             UNSUPPORTED_GRANT_TYPE,
-            f"grant_type {grant_type!r} is not supported; use {TOKEN_EXCHANGE_GRANT}",
+            f"grant_type {_excerpt(grant_type or '')} is not supported; use {TOKEN_EXCHANGE_GRANT}",
         )
 
     subject_token = _single(form, "subject_token", required=True)
@@ -186,7 +208,7 @@ def parse_exchange_request(
     if subject_token_type not in SUBJECT_TOKEN_TYPES:
         raise ExchangeError(
             INVALID_REQUEST,
-            f"subject_token_type {subject_token_type!r} is not supported; send a JWT-SVID as "
+            f"subject_token_type {_excerpt(subject_token_type)} is not supported; send a JWT-SVID as "
             f"{TOKEN_TYPE_JWT}",
         )
 
@@ -204,7 +226,7 @@ def parse_exchange_request(
         if actor_token_type not in SUBJECT_TOKEN_TYPES:
             raise ExchangeError(
                 INVALID_REQUEST,
-                f"actor_token_type {actor_token_type!r} is not supported; send a JWT-SVID as "
+                f"actor_token_type {_excerpt(actor_token_type)} is not supported; send a JWT-SVID as "
                 f"{TOKEN_TYPE_JWT}",
             )
 
@@ -229,7 +251,7 @@ def parse_exchange_request(
     if requested not in ISSUED_TOKEN_TYPES:
         raise ExchangeError(
             INVALID_REQUEST,
-            f"requested_token_type {requested!r} is not supported; request {TOKEN_TYPE_JWT}",
+            f"requested_token_type {_excerpt(requested)} is not supported; request {TOKEN_TYPE_JWT}",
         )
     return ExchangeRequest(
         subject_token=subject_token,
@@ -359,7 +381,7 @@ class TokenExchanger:
         if not granting:
             raise ExchangeError(
                 INVALID_TARGET,
-                f"{subject_id} may not obtain tokens for audience {audience!r}; add it to a "
+                f"{subject_id} may not obtain tokens for audience {_excerpt(audience)}; add it to a "
                 "token_exchange rule that matches this SPIFFE ID",
                 subject=subject_id,
                 actor=actor_id,
@@ -371,7 +393,7 @@ class TokenExchanger:
                 return rule
         raise ExchangeError(
             INVALID_REQUEST,
-            f"actor {actor_id} may not act for {subject_id} (audience {audience!r}); list it "
+            f"actor {actor_id} may not act for {subject_id} (audience {_excerpt(audience)}); list it "
             "in the actors of the token_exchange rule that grants this audience",
             subject=subject_id,
             actor=actor_id,
@@ -405,7 +427,7 @@ class TokenExchanger:
         if not self._replay.remember(trust_domain, jti, remember_until):
             raise ExchangeError(
                 INVALID_REQUEST,
-                f"{parameter} with jti {jti[:64]!r} was already used; fetch a new JWT-SVID",
+                f"{parameter} with jti {_excerpt(jti)} was already used; fetch a new JWT-SVID",
                 subject=subject,
                 actor=actor or "",
             )
