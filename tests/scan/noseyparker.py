@@ -271,7 +271,7 @@ def evaluate(
         reported = {
             finding.rule_id
             for finding in scan_text(
-                text, "example.txt", keyring=keyring, min_confidence=confidence
+                text, "snippet.txt", keyring=keyring, min_confidence=confidence
             )
         }
         if rule_id in NOT_COVERED:

@@ -247,3 +247,57 @@ def test_private_key_parses_in_any_quoting(layout, path):
     assert len(findings) == 1
     assert findings[0].identifier.startswith("SHA256:")
     assert findings[0].details["key_type"] == "RSA"
+
+
+def _confidence(text: str, path: str) -> list[tuple[str, str]]:
+    return [
+        (finding.rule_id, finding.confidence.label())
+        for finding in scan_text(text, path, keyring=_KEYRING)
+    ]
+
+
+@pytest.mark.parametrize(
+    "host", ["db.example.com", "db.staging.example", "[2001:db8::1234]", "203.0.113.7:5432"]
+)
+def test_documentation_host_lowers_confidence(host):
+    text = f"DATABASE_URL=postgresql://billing:Tr0ub4dor3x@{host}/billing\n"
+    assert _confidence(text, "app.env") == [("database-connection-uri", "low")]
+
+
+def test_real_host_keeps_confidence():
+    text = "DATABASE_URL=postgresql://billing:Tr0ub4dor3x@db.internal:5432/billing\n"
+    assert _confidence(text, "app.env") == [("database-connection-uri", "medium")]
+
+
+def test_docstring_lowers_confidence(fake):
+    password = fake.password()
+    text = f'def connect():\n    """Connect.\n\n    >>> connect(password="{password}")\n    """\n'
+    text += f'PASSWORD = "{password}"\n'
+    assert _confidence(text, "db.py") == [
+        ("generic-password", "low"),
+        ("generic-password", "medium"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "path", [".env.example", "config.sample.yaml", "docs/setup.md", "README.rst", "examples-1.json"]
+)
+def test_example_and_documentation_files_lower_confidence(fake, path):
+    assert _confidence(f"password: {fake.password()}\n", path) == [("generic-password", "low")]
+
+
+def test_provider_token_in_documentation_keeps_confidence(fake):
+    findings = scan_text(f"export GITHUB_TOKEN={fake.github()}\n", "README.md", keyring=_KEYRING)
+    assert [finding.confidence.label() for finding in findings] == ["high"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'if creds.Secret != "open-sesame" {',
+        "if password == 'letmein':",
+        'if token == "s3cr3t-t0ken-42":',
+    ],
+)
+def test_hard_coded_credential_check_is_found(text):
+    assert _found(text, "auth.go") != []

@@ -13,7 +13,7 @@ _KEYRING = Keyring(b"\x02" * 32)
 
 
 def _reported(text: str) -> set[str]:
-    return {finding.rule_id for finding in scan_text(text, "example.txt", keyring=_KEYRING)}
+    return {finding.rule_id for finding in scan_text(text, "snippet.txt", keyring=_KEYRING)}
 
 
 def test_catalogue_has_sixty_formats():

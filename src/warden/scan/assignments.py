@@ -26,6 +26,8 @@ _XML_ADD = re.compile(
 # A type between a key and `=` in code: `str`, `Optional[str]`, `string | null`.
 _ANNOTATION = re.compile(r"""[A-Za-z_][\w.\[\], |]{0,60}?\s*=(?!=)\s*""")
 _LITERAL_START = re.compile(r"""["']""")
+# An ARN or URN running up to the end of the searched text: its segments are no keys.
+_NAME_SEGMENT = re.compile(r"""(?:^|[\s"'`(=,])(?:arn|urn):[^\s"'`]*$""", re.IGNORECASE)
 _XML_ELEMENT = re.compile(
     r"<(?P<key>[A-Za-z_][\w.:-]{0,80})>(?P<value>[^<>\s][^<>]{0,500})</(?P=key)>"
 )
@@ -110,6 +112,10 @@ def assignment_after_key(
         if position < len(line) and line[position] in "\"'`]\\":
             key_quoted = key_quoted or line[position] in "\"'`"
             position += 1
+    if key_quoted and line.startswith("::", start - 2):
+        return None  # a quoted type name such as "AWS::IAM::AccessKey", not a variable
+    if start > 0 and line[start - 1] == ":" and _NAME_SEGMENT.search(line, 0, start):
+        return None  # a segment of `arn:aws:secretsmanager:…:secret:name`, not a key
     position = _skip_spaces(line, position)
 
     operator = ""
@@ -133,8 +139,9 @@ def assignment_after_key(
                 position, operator = annotated.end(), "="
     elif position == end or position >= len(line):
         return None
-    elif line[position] not in "\"'`":
-        # Groovy, Gradle and nginx write `password 'x'`; without a quote it is prose.
+    elif line[position] not in "\"'" or line[:start].strip():
+        # Groovy, Gradle and nginx write `password 'x'` as a statement of its own: the key
+        # starts the line and a quote follows. Anything else is prose ("pass `x` to …").
         return None
     operator = operator or " "
 
@@ -153,6 +160,8 @@ def assignment_after_key(
         if chain is None:
             return None  # "prefix" + variable: computed, not a literal
         value, value_start, value_end = chain
+        if operator == " " and not _ends_statement(line, _after_closing_quote(line, value_end)):
+            return None  # `pass 'x' to the function`: prose, not a statement
         return Assignment(key, value, value_start, value_end, True, operator)
 
     if not unquoted_literals or position >= len(line):
@@ -167,6 +176,13 @@ def assignment_after_key(
     if not value:
         return None
     return Assignment(key, value, position, value_end, False, operator)
+
+
+def _ends_statement(line: str, position: int) -> bool:
+    """Tell whether only a statement's end follows `position`: nothing, `;`, `,`, a closing
+    bracket or a comment."""
+    rest = line[position:].strip()
+    return not rest or rest[0] in ";,)}]" or rest.startswith(("#", "//"))
 
 
 def _after_closing_quote(line: str, end: int) -> int:

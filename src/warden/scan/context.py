@@ -34,7 +34,8 @@ _PLACEHOLDER_WORDS = re.compile(
     r"changeme|change_me|change-me|changeit|example|placeholder|redacted|dummy|fake"
     r"|sample|notreal|not_real|not-a-real|insert|replace_?me|todo|fixme|xxx|\*\*\*"
     r"|^your|^<your|enter[_-]?your|^(?:test|testing|none|null|nil|undefined|empty|true|false"
-    r"|default|secret_here|password_here|token_here|foo|bar|foobar|abc|abcd|1234|12345)$",
+    r"|default|value|blah|secret_here|password_here|token_here|foo|bar|foobar|abc|abcd"
+    r"|1234|12345)$",
     re.IGNORECASE,
 )
 
@@ -87,6 +88,15 @@ _TEST_DIRS = frozenset(
 _TEST_FILE = re.compile(
     r"^(?:test_.*|.*_test\.[a-z]+|.*\.(?:spec|test)\.[a-z]+|conftest\.py|.*_spec\.rb|.*Tests?\.[a-z]+)$"
 )
+# Documentation and example files: READMEs and their packaged copies (METADATA, PKG-INFO),
+# Markdown and reStructuredText, and files named as examples or samples of a configuration
+# (`.env.example`, `config.sample.yaml`, `examples-1.json`).
+_DOCUMENTATION_FILE = re.compile(
+    r"^(?:readme|changelog|changes|history|contributing|metadata|pkg-info)(?:\.[\w.]+)?$"
+    r"|\.(?:md|markdown|rst|adoc)$"
+    r"|(?:^|[._-])(?:examples?|samples?)(?:[._-]|$)",
+    re.IGNORECASE,
+)
 
 
 def words(text: str) -> list[str]:
@@ -119,7 +129,7 @@ def is_placeholder(
     With the FORMAT policy only uniform values count (see `has_low_variety`). With VALUE,
     also placeholder words, masked values (`######`), values that only name a secret
     (`SOME_PASSWORD`, `smtp_password`, `#add-password`) and values equal to one of the key's
-    words (`password: password`).
+    words (`password: password`, `CHALLENGE_PASSWORD: challengePassword`).
     """
     if has_low_variety(value):
         return True
@@ -133,7 +143,9 @@ def is_placeholder(
     value_words = words(stripped)
     if value_words and all(word in _KEY_WORDS for word in value_words):
         return True
-    if key and stripped.lower() in set(words(key)):
+    # A value made of the key's words names the key: `password: password`,
+    # `CHALLENGE_PASSWORD: "challengePassword"`.
+    if key and value_words and set(value_words) <= set(words(key)):
         return True
     # An identifier such as smtp_password or SOME_PASSWORD names a secret but is none.
     return bool(
@@ -151,4 +163,32 @@ def is_test_path(path: str) -> bool:
     parts = [part for part in path.split("/") if part]
     if any(part.lower() in _TEST_DIRS for part in parts[:-1]):
         return True
-    return bool(parts) and _TEST_FILE.match(parts[-1]) is not None
+    if not parts:
+        return False
+    name = parts[-1]
+    return _TEST_FILE.match(name) is not None or _DOCUMENTATION_FILE.search(name) is not None
+
+
+# Delimiters of Python's triple-quoted strings, and backslash escapes, which can hide one.
+_TRIPLE_QUOTE = re.compile(r"""\\.|\"\"\"|'''""", re.DOTALL)
+
+
+def triple_quoted_spans(text: str) -> list[tuple[int, int]]:
+    """Return the (start, end) offsets of Python's triple-quoted strings in `text`: mostly
+    docstrings, where code documents itself with examples.
+
+    A scan over delimiters, not a parser: a triple quote inside a one-line string or a
+    comment can pair up wrongly, which at worst changes a finding's confidence.
+    """
+    spans: list[tuple[int, int]] = []
+    opened: tuple[str, int] | None = None
+    for match in _TRIPLE_QUOTE.finditer(text):
+        delimiter = match.group()
+        if delimiter.startswith("\\"):
+            continue
+        if opened is None:
+            opened = (delimiter, match.start())
+        elif delimiter == opened[0]:
+            spans.append((opened[1], match.end()))
+            opened = None
+    return spans

@@ -9,6 +9,7 @@ winner has none.
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import itertools
 import operator
@@ -65,6 +66,8 @@ class Match:
     end: int
     check: Check
     inline_allowed: bool = False
+    # Inside a Python docstring (a triple-quoted string), where code shows examples.
+    in_documentation: bool = False
     claimed_keys: set[tuple[int, int]] = field(default_factory=set)
 
     @property
@@ -236,6 +239,8 @@ class Detector:
         kept = _resolve(matches)
         for match in kept:
             match.inline_allowed = allowed(content, match.line - 1, match.secret.count("\n"))
+        if kept and path.endswith((".py", ".pyi")):
+            _mark_documentation(kept, context.triple_quoted_spans(content.text))
         return kept
 
     def detect_value(self, value: str, key: str | None, path: str) -> list[Match]:
@@ -547,6 +552,14 @@ def _resolve(matches: list[Match]) -> list[Match]:
         )
     ]
     return sorted(kept, key=lambda match: (match.start, match.rule.id))
+
+
+def _mark_documentation(matches: list[Match], spans: list[tuple[int, int]]) -> None:
+    starts = [start for start, _ in spans]
+    for match in matches:
+        position = bisect.bisect_right(starts, match.start) - 1
+        if position >= 0 and match.start < spans[position][1]:
+            match.in_documentation = True
 
 
 def allowed(content: FileContent, index: int, extra_lines: int = 0) -> bool:

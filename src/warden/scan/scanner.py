@@ -71,9 +71,12 @@ class Scanner:
         check = match.check
         lifetime = check.lifetime or rule.lifetime
         confidence = match.confidence
-        # Keys, structures and generic values in tests and fixtures are mostly made up;
-        # provider formats are not lowered, because real tokens get pasted into tests too.
-        if rule.tier is not Tier.PROVIDER and context.is_test_path(path):
+        # Keys, structures and generic values in tests, fixtures, examples, documentation
+        # and docstrings are mostly made up; provider formats are not lowered, because
+        # real tokens get pasted into tests too.
+        if rule.tier is not Tier.PROVIDER and (
+            match.in_documentation or context.is_test_path(path)
+        ):
             confidence = _lower(confidence)
         secret_hash = self.keyring.secret_hash(match.secret)
         return Finding(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from warden.scan import context, validators
@@ -18,8 +19,28 @@ _URL_SCHEMES = (
 )
 
 
+# Hosts reserved for documentation, whose credentials are examples by definition: the
+# names of RFC 2606 and RFC 6761 (example.com, .example, .test, .invalid) and the address
+# blocks of RFC 5737 (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24) and RFC 3849
+# (2001:db8::/32).
+_DOCUMENTATION_HOST = re.compile(
+    r"^\[?(?:(?:[\w-]+\.)*example\.(?:com|net|org)|(?:[\w-]+\.)*[\w-]+\.(?:example|test|invalid)"
+    r"|192\.0\.2\.\d+|198\.51\.100\.\d+|203\.0\.113\.\d+|2001:db8:[0-9a-f:]*)\]?(?::\d+)?$",
+    re.IGNORECASE,
+)
+
+
+def is_documentation_host(host: str) -> bool:
+    """Tell whether `host` (with or without a port) is reserved for documentation."""
+    return _DOCUMENTATION_HOST.match(host) is not None
+
+
 def _password(candidate: Candidate) -> Check | None:
-    """Reject placeholder and templated passwords; name the user and host when known."""
+    """Reject placeholder and templated passwords; name the user and host when known.
+
+    A password for a documentation host (`db.example.com`, `[2001:db8::1]`) is an example:
+    it is reported with low confidence.
+    """
     secret = candidate.secret
     if context.is_reference(secret) or context.is_placeholder(secret, "password"):
         return None
@@ -30,6 +51,8 @@ def _password(candidate: Candidate) -> Check | None:
     if user and context.is_reference(user):
         user = None
     identifier = f"{user}@{host}" if user and host else user or host
+    if host and is_documentation_host(host):
+        return Check(identifier=identifier, confidence=Confidence.LOW)
     return Check(identifier=identifier)
 
 
@@ -37,8 +60,6 @@ def _connection_string(candidate: Candidate) -> Check | None:
     check = _password(candidate)
     if check is None:
         return None
-    import re
-
     user = re.search(r"(?i)(?:user id|uid|user|username)\s*=\s*([^;\"'\s]+)", candidate.text)
     server = re.search(
         r"(?i)(?:server|data source|host|hostname|address)\s*=\s*([^;\"'\s]+)", candidate.text
@@ -113,7 +134,7 @@ RULES = (
         rf"(?i)\b(?:git\+)?(?P<scheme>{_URL_SCHEMES})://(?P<user>[^:/\s@\"'`<>]{{1,128}})"
         r":(?P<secret>[^\s/?#\"'`<>,]{1,256})@(?P<host>[^\s/?#\"'`<>@:]{1,256})",
         "`scheme://user:password@host` for HTTP, FTP, SMTP, LDAP, AMQP, Git and others.",
-        ("pip install --index-url https://ci:Tr0ub4dor&3x@pypi.internal.example/simple pkg",),
+        ("pip install --index-url https://ci:Tr0ub4dor&3x@pypi.corp.internal/simple pkg",),
         ("https://user:pass@example.com/", "https://username:password@host", "http://:@host"),
         anchor=rf"(?:{_URL_SCHEMES})://[^:/\s@]{{1,128}}:[^\s/?#@]{{1,256}}@",
         ignore_case=True,

@@ -67,6 +67,7 @@ _NOT_A_VALUE = frozenset(
         "source",
         "store",
         "manager",
+        "mgr",
         "ref",
         "arn",
         "location",
@@ -141,6 +142,8 @@ _NOT_A_VALUE = frozenset(
         "algorithm",
         "alg",
         "encoding",
+        "enc",
+        "used",
         "lifetime",
         "age",
     }
@@ -208,6 +211,8 @@ _NOT_A_SECRET_VALUE = re.compile(
       | (?:sha1|sha256|sha384|sha512|md5)[-:]            # an integrity hash
       | [A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*){2,}$          # a dotted name: module.Class.attr
       | [a-z_-]+$                                        # letters, _ and -: a word or a name
+      | [a-z_]+\d{0,3}(?:\[-?\d*\])?(?:\.[a-z_]+\d{0,3}(?:\[-?\d*\])?)+$
+                                                         # a dotted name or path: Jobs[-1].JobId
       | (?:true|false|yes|no|on|off|null|none|nil)$
     )""",
     re.VERBOSE | re.IGNORECASE,
@@ -245,9 +250,34 @@ def _usable(candidate: Candidate) -> bool:
     return not (len(last_key) >= 12 and last_key in value.lower())
 
 
+_COMPARISONS = frozenset({"==", "!=", "===", "!=="})
 # Letters and name punctuation only: in a pair such as `("password", "email")` the second
-# item is more often the next field name than a password.
+# item is more often the next field name than a password, and a comparison such as
+# `token == "keyword"` tests a type or a state, not a credential.
 _NAME = re.compile(r"[A-Za-z_][A-Za-z_.:-]*")
+_WORDS = re.compile(r"[#@]?[A-Za-z][A-Za-z _.:-]*")
+# A version (`3.0-`, `2.1.0-rc1`, `3.0-3.12`), which names a release, not a password.
+_VERSION = re.compile(r"v?\d+(?:\.\d+)+(?:[-+.][\w.]*)?(?:-\d+(?:\.\d+)*)?-?")
+
+
+# Last words of a key that is itself the secret when code compares it with a literal.
+_COMPARED_SECRETS = frozenset(
+    {"password", "passwd", "pwd", "pass", "passphrase", "secret", "token", "key", "apikey"}
+)
+
+
+def _compares_a_secret(candidate: Candidate) -> bool:
+    """Tell whether a comparison (`password == "letmein42"`) checks a hard-coded credential.
+
+    The compared name must end with a secret's word (`pass_zero` or `token_use` are other
+    things), and a lexer's `token == "keyword"` compares token types, so a token is held
+    to a value that is not a plain word.
+    """
+    key = candidate.groups.get("key", "").rsplit(".", 1)[-1]
+    key_words = context.words(key)
+    if not key_words or key_words[-1] not in _COMPARED_SECRETS:
+        return False
+    return key_words[-1] != "token" or not _WORDS.fullmatch(candidate.secret)
 
 
 def _password(candidate: Candidate) -> Check | None:
@@ -255,15 +285,19 @@ def _password(candidate: Candidate) -> Check | None:
     value = candidate.secret
     if len(value) < 4 or len(value) > 200 or not _usable(candidate):
         return None
-    if candidate.groups.get("operator") == "," and _NAME.fullmatch(value):
+    operator = candidate.groups.get("operator")
+    if operator == "," and _NAME.fullmatch(value):
+        return None
+    if operator in _COMPARISONS and not _compares_a_secret(candidate):
+        return None
+    if _VERSION.fullmatch(value):
         return None
     return Check()
 
 
-_COMPARISONS = frozenset({"==", "!=", "===", "!=="})
 # Keyboard and counting runs that mark a made-up value: a1b2c3d4, 123456789, abcdefgh, qwerty.
 _COUNTING = re.compile(
-    r"a1b2c3|d4c3b2a1|123456789|987654321|abcdefgh|qwerty|0123456", re.IGNORECASE
+    r"a1b2c3|1a2b3c|d4c3b2a1|123456789|987654321|abcdefgh|qwerty|0123456", re.IGNORECASE
 )
 
 
@@ -280,6 +314,8 @@ def _secret(candidate: Candidate) -> Check | None:
         return None
     if value[0] in "{[(":
         return None  # a structure or a template (`{0}…`), not a random token
+    if _COUNTING.search(value):
+        return None
     if _UUID.fullmatch(value):
         return Check(confidence=Confidence.MEDIUM)
     if _NOT_A_SECRET_VALUE.match(value):
@@ -288,7 +324,7 @@ def _secret(candidate: Candidate) -> Check | None:
         len(value) >= 24 and any(c.islower() for c in value) and any(c.isupper() for c in value)
     ):
         return None
-    if not entropy.looks_random(value) or _COUNTING.search(value):
+    if not entropy.looks_random(value):
         return None
     return Check()
 
@@ -338,6 +374,11 @@ RULES = (
             "password: {{ .Values.db.password }}",
             'password = ""',
             "REACT_APP_MAILER_PASSWORD=smtp_password",
+            "You can pass `dtype=float64` to the function.",
+            'if pass_zero == "lowpass":',
+            'password_last_used = "not_supported"',
+            'AttributeOID.CHALLENGE_PASSWORD: "challengePassword",',
+            "pwd: 3.0-3.12",
         ),
     ),
     Rule(
@@ -380,6 +421,11 @@ RULES = (
             "SECRET_KEY = os.environ['SECRET_KEY']",
             "api_key_header = 'X-API-Key'",
             "request_id: 4ea38b7b-f563-7709-4bae-87aeaaaa8a2c",
+            '"AWS::SecretsManager::Secret": "f6b785ff8e74d121",',
+            '"output_token": "StreamDescription.Shards[-1].ShardId",',
+            'update_token = "1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d"',
+            "if token == 'keyword':",
+            "``arn:aws:secretsmanager:region:account-number:secret:example-123456``",
         ),
     ),
     Rule(
