@@ -10,32 +10,40 @@ from .noseyparker import MAPPING, NOT_COVERED, evaluate, load
 
 pytestmark = pytest.mark.datasets
 
-# Negatives that Warden flags on purpose: each is a credential by Warden's reading, and the
-# Nosey Parker label only means that one particular regex must not match it.
+# Negatives that Warden flags on purpose. A Nosey Parker label of 0 only means that one
+# particular regex must not match; each of these holds a credential by Warden's reading.
 KNOWN_FLAGS = {
     (
         "np.auth0.1",
         "AUTH0_CLIENT_SECRET",
-    ): "a 64-character client secret; only the tenant domain differs",
+    ): "a 64-character client secret assigned to AUTH0_CLIENT_SECRET, as in the rule's "
+    "positive examples; only the tenant domain beside it differs",
     (
         "np.generic.4",
         "password = 'open_sesame'",
-    ): "a quoted password: Nosey Parker covers quotes in np.generic.3",
-    ("np.generic.5", "password = super$ecret"): "an unquoted password in a file of unknown type",
+    ): "a quoted literal password; np.generic.3 labels the same line positive",
+    (
+        "np.generic.5",
+        "password = super$ecret",
+    ): "an unquoted value in a configuration-like file is the value itself",
     (
         "np.generic.5",
         "password = 'super$ecret'",
-    ): "a single-quoted password: covered by np.generic.6 upstream",
+    ): "a single-quoted literal, where `$` expands nothing; the double-quoted line is "
+    "labelled positive",
     (
         "np.gitalk.1",
         '"clientSecret": "d151',
-    ): "a 40-hex GitHub OAuth client secret in a Gitalk config",
+    ): "a 40-hex GitHub OAuth client secret, as in the rule's positive example, with quoted keys",
     (
         "np.mongodb.1",
         "D1fficultP%40ssw0rd@%2Ftmp",
-    ): "a password in a URI whose host is a Unix socket",
-    ("np.odbc.1", 'server->password = "busybox@"'): "a default password hard-coded in C",
-    ("np.postgres.1", "@[2001:db8::1234]"): "a password in a URI whose host is an IPv6 literal",
+    ): "a password in a URI whose host is a Unix socket: still a working database password",
+    (
+        "np.postgres.1",
+        "@[2001:db8::1234]",
+    ): "a password for an address reserved for documentation (RFC 3849): reported with low "
+    "confidence, so hidden at the default",
 }
 
 
@@ -47,6 +55,12 @@ def examples(datasets_dir):
 @pytest.fixture(scope="module")
 def evaluation(examples):
     return evaluate(examples, Confidence.LOW)
+
+
+@pytest.fixture(scope="module")
+def default_evaluation(examples):
+    # What `warden scan` reports without --min-confidence.
+    return evaluate(examples, Confidence.MEDIUM)
 
 
 def _known(rule_id: str, text: str) -> bool:
@@ -64,11 +78,13 @@ def test_recall_on_covered_positives(evaluation):
     assert evaluation.recall >= 0.95, missed
 
 
-def test_flag_rate_on_covered_negatives(evaluation):
+def test_every_flag_is_explained(evaluation):
     unexplained = [(rule, text) for rule, text in evaluation.false_flags if not _known(rule, text)]
     assert not unexplained
-    flagged_without_known = evaluation.flagged - len(KNOWN_FLAGS)
-    assert flagged_without_known / evaluation.negatives <= 0.05
+
+
+def test_flag_rate_at_default_confidence(default_evaluation):
+    assert default_evaluation.flag_rate <= 0.05, default_evaluation.false_flags
 
 
 def test_known_flags_still_occur(evaluation):

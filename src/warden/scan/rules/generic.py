@@ -256,6 +256,9 @@ _COMPARISONS = frozenset({"==", "!=", "===", "!=="})
 # `token == "keyword"` tests a type or a state, not a credential.
 _NAME = re.compile(r"[A-Za-z_][A-Za-z_.:-]*")
 _WORDS = re.compile(r"[#@]?[A-Za-z][A-Za-z _.:-]*")
+# An e-mail address, or the `name@` that anonymous FTP logins give as their password by
+# convention (RFC 1635): an identity, not a secret.
+_MAIL_ADDRESS = re.compile(r"[\w.+-]+@(?:[\w-]+\.[\w.-]+)?")
 # A version (`3.0-`, `2.1.0-rc1`, `3.0-3.12`), which names a release, not a password.
 _VERSION = re.compile(r"v?\d+(?:\.\d+)+(?:[-+.][\w.]*)?(?:-\d+(?:\.\d+)*)?-?")
 
@@ -290,7 +293,7 @@ def _password(candidate: Candidate) -> Check | None:
         return None
     if operator in _COMPARISONS and not _compares_a_secret(candidate):
         return None
-    if _VERSION.fullmatch(value):
+    if _VERSION.fullmatch(value) or _MAIL_ADDRESS.fullmatch(value):
         return None
     return Check()
 
@@ -379,6 +382,7 @@ RULES = (
             'password_last_used = "not_supported"',
             'AttributeOID.CHALLENGE_PASSWORD: "challengePassword",',
             "pwd: 3.0-3.12",
+            'server->password = "ftp-client@";',
         ),
     ),
     Rule(
