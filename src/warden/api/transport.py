@@ -90,7 +90,7 @@ def private_socket_dir(prefix: str) -> Path:
 
 
 def peer_uri_sans(certificate_der: bytes) -> list[str]:
-    """The URI SANs of a DER certificate (empty when it has none)."""
+    """Return the URI SANs of a DER certificate (empty when it has none)."""
     certificate = x509.load_der_x509_certificate(certificate_der)
     try:
         extension = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
@@ -101,7 +101,7 @@ def peer_uri_sans(certificate_der: bytes) -> list[str]:
 
 @dataclass(frozen=True)
 class ClientCredentials:
-    """What a client presents and trusts: its SVID chain and key (optional) and the CA bundle."""
+    """A client's TLS credentials: its SVID chain and key (optional) and the CA bundle it trusts."""
 
     bundle_pem: bytes | None
     chain: tuple[x509.Certificate, ...] = ()
@@ -261,7 +261,7 @@ class ClientBridge:
 
 
 def abstract_socket_name(tag: str) -> str:
-    """A unique Linux abstract socket name (leading NUL) for one relayed connection."""
+    """Return a unique Linux abstract socket name (leading NUL) for one relayed connection."""
     return f"\0warden-{tag}-{os.urandom(16).hex()}"
 
 
@@ -270,8 +270,8 @@ async def open_unix_from(
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect to the Unix socket `path` from a client socket bound to `bound_name`.
 
-    The gRPC server sees `bound_name` as the peer address, which lets the relay tell it who
-    the connection belongs to.
+    The gRPC server reports `bound_name` as the peer address, so the relay can map each
+    connection to its caller.
     """
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

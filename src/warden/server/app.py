@@ -79,7 +79,7 @@ def raise_open_file_limit() -> None:
 
 
 def read_or_create_server_id(data_dir: Path) -> str:
-    """The server's stable id, kept in data_dir so that restarts keep its CA journal."""
+    """Return the server's stable id, kept in data_dir so that restarts keep its CA journal."""
     path = data_dir / SERVER_ID_FILE
     try:
         value = path.read_text().strip()
@@ -621,7 +621,7 @@ class WardenServer:
         )
 
     async def _create_alias_entry(self, agent_id: SpiffeId, alias: str, owner: str) -> None:
-        """Give a node the alias of its join token, as `token generate -spiffeID` asks."""
+        """Give a node the alias of its join token, as `token generate -spiffeID` requests."""
         try:
             entry = await asyncio.to_thread(
                 self.datastore.create_entry,

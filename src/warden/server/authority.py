@@ -17,7 +17,7 @@ from warden.server.options import ServerOptions
 
 
 def ca_subject(fields: dict[str, str]) -> x509.Name | None:
-    """The CA subject from `ca_subject { country organization common_name }`."""
+    """Build the CA subject from `ca_subject { country organization common_name }`."""
     attributes = []
     for country in filter(None, fields.get("country", "").split(",")):
         attributes.append(x509.NameAttribute(NameOID.COUNTRY_NAME, country))
@@ -29,7 +29,7 @@ def ca_subject(fields: dict[str, str]) -> x509.Name | None:
 
 
 def key_directory(options: ServerOptions) -> Path:
-    """Where the disk key manager keeps the CA's keys.
+    """Return the directory where the disk key manager keeps the CA's keys.
 
     SPIRE's `keys_path` names one JSON file; Warden keeps one PEM file (0600) per key in a
     directory, so a `keys_path` ending in `.json` becomes the directory beside it without the

@@ -1,7 +1,7 @@
 """Keyed checkpoints of the audit log's chain head, kept outside the database.
 
-The hash chain shows any change to a record unless whoever changes it also recomputes every
-later hash, which anyone able to drop the database's triggers can do. So the server writes
+The hash chain shows any change to a record unless the one who changes it also recomputes every
+later hash, and anyone able to drop the database's triggers can do that. So the server writes
 the chain head (sequence number and hash) to `data_dir/audit-checkpoints.jsonl` every
 minute, each line authenticated with HMAC-SHA256 under a key kept beside it (mode 0600).
 Verification then also checks that the record at each checkpoint still has the hash the

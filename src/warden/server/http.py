@@ -90,7 +90,7 @@ class HttpListener:
 
 
 def health_app(live_path: str, ready_path: str, status: HealthStatus) -> Starlette:
-    """The `/live` and `/ready` endpoints, in SPIRE's shape (200 when healthy, 500 if not)."""
+    """Build the `/live` and `/ready` endpoints, in SPIRE's shape (200 when healthy, 500 if not)."""
 
     async def live(request: Request) -> Response:
         live_now, detail = status.live()
@@ -108,7 +108,7 @@ def health_app(live_path: str, ready_path: str, status: HealthStatus) -> Starlet
 
 
 class HealthStatus:
-    """What the health endpoints report; the server updates it."""
+    """The state the health endpoints report, which the server updates."""
 
     def __init__(self) -> None:
         self._live = True

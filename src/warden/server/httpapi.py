@@ -37,7 +37,7 @@ from urllib.parse import parse_qs
 
 from cryptography import x509
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
@@ -54,6 +54,15 @@ log = logging.getLogger(__name__)
 
 #: Largest request body accepted; a token request with two RS512 JWT-SVIDs is under 8 KiB.
 MAX_BODY_BYTES = 64 * 1024
+#: Time a client has to send a request's line and headers, counted from the connection or the
+#: previous response, and then again to send its body. The listener is public, so a client
+#: that sends nothing, or a byte at a time, is disconnected after this long.
+REQUEST_TIMEOUT_SECONDS = 10.0
+#: Connections the listener keeps open at once. Connections beyond it are closed as they
+#: arrive, so that a flood of idle clients cannot use up the process's file descriptors.
+MAX_CONNECTIONS = 512
+#: Minimum time between two warnings about connections closed at the cap.
+REJECTION_LOG_SECONDS = 60.0
 #: How long the JWKS is served from memory before the datastore is read again.
 JWKS_CACHE_SECONDS = 5.0
 #: How often the listener checks the trust bundle for new client certificate authorities.
@@ -79,10 +88,12 @@ _LEASE_ERROR_CODES = {
 
 
 @lru_cache(maxsize=4096)
-def _spiffe_id_of_certificate(pem: str) -> SpiffeId | str:
-    """Return the SPIFFE ID of a verified client certificate, or why it is not an X509-SVID."""
+def _spiffe_id_of_certificate(pem: str) -> tuple[SpiffeId, datetime] | str:
+    """Return the SPIFFE ID and expiry of a verified client certificate, or why it is not an
+    X509-SVID."""
     try:
-        return check_x509_svid_leaf(x509.load_pem_x509_certificate(pem.encode("ascii")))
+        certificate = x509.load_pem_x509_certificate(pem.encode("ascii"))
+        return check_x509_svid_leaf(certificate), certificate.not_valid_after_utc
     except (SpiffeError, ValueError) as error:
         return str(error)
 
@@ -107,18 +118,27 @@ def client_certificate_pem(request: Request) -> str | None:
     return chain[0] if chain else None
 
 
-def peer_spiffe_id(request: Request, trust_domain: str) -> SpiffeId | None:
+def peer_spiffe_id(request: Request, trust_domain: str, now: datetime) -> SpiffeId | None:
     """Return the caller's SPIFFE ID from its X509-SVID, None without a client certificate.
 
-    The TLS handshake has verified the chain against the trust bundle. Raises CallerError
-    for a certificate that is not an X509-SVID of `trust_domain`.
+    The TLS handshake has verified the chain against the trust bundle, but only once, so the
+    expiry is checked again at `now`: a kept-alive connection outlives its certificate. Raises
+    CallerError for a certificate that is not an X509-SVID of `trust_domain` or has expired.
     """
     pem = client_certificate_pem(request)
     if pem is None:
         return None
-    identity = _spiffe_id_of_certificate(pem)
-    if isinstance(identity, str):
-        raise CallerError(401, "invalid_client", f"the client certificate is rejected: {identity}")
+    checked = _spiffe_id_of_certificate(pem)
+    if isinstance(checked, str):
+        raise CallerError(401, "invalid_client", f"the client certificate is rejected: {checked}")
+    identity, expires_at = checked
+    if now > expires_at:
+        raise CallerError(
+            401,
+            "invalid_client",
+            f"the client certificate for {identity} expired at {expires_at.isoformat()}; "
+            "connect again with the workload's current X509-SVID",
+        )
     if identity.trust_domain.name != trust_domain:
         raise CallerError(
             401,
@@ -147,29 +167,92 @@ def _tls_extension(app: Any, tls: dict[str, Any]) -> Any:
     return with_tls
 
 
+class _RejectionLog:
+    """Warning about connections closed at the cap, logged once per REJECTION_LOG_SECONDS."""
+
+    def __init__(self) -> None:
+        self.rejected = 0
+        self.logged_at = -REJECTION_LOG_SECONDS
+
+    def count_one(self) -> None:
+        self.rejected += 1
+        if time.monotonic() - self.logged_at < REJECTION_LOG_SECONDS:
+            return
+        log.warning(
+            "HTTP API connections closed: too many open connections",
+            extra={"count": self.rejected, "maximum": MAX_CONNECTIONS},
+        )
+        self.rejected = 0
+        self.logged_at = time.monotonic()
+
+
 def client_certificate_protocol() -> type[asyncio.Protocol]:
     """Return uvicorn's HTTP protocol, extended to put the client certificate in the scope.
 
     uvicorn does not implement the ASGI TLS extension, so the protocol reads the peer
     certificate when the connection is made and adds `client_cert_chain` to each request.
+    The protocol also closes connections beyond MAX_CONNECTIONS, and connections that send
+    no complete request line and headers within REQUEST_TIMEOUT_SECONDS. uvicorn's own
+    keep-alive timer restarts with every byte received, so it does not stop a client that
+    sends a byte at a time.
     """
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
     base: Any = AutoHTTPProtocol
+    rejections = _RejectionLog()
 
     class ClientCertificateProtocol(base):
         app: Any
+        connections: set[Any]
+        transport: asyncio.Transport
 
         def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
-            ssl_object = transport.get_extra_info("ssl_object")
-            if ssl_object is None:
+            self._deadline: asyncio.TimerHandle | None = None
+            if len(self.connections) > MAX_CONNECTIONS:
+                rejections.count_one()
+                transport.close()
                 return
-            der = ssl_object.getpeercert(binary_form=True)
-            tls: dict[str, Any] = {"tls_version": ssl_object.version(), "client_cert_chain": []}
-            if der:
-                tls["client_cert_chain"] = [ssl.DER_cert_to_PEM_cert(der)]
-            self.app = _tls_extension(self.app, tls)
+            app = self.app
+            ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is not None:
+                der = ssl_object.getpeercert(binary_form=True)
+                tls: dict[str, Any] = {
+                    "tls_version": ssl_object.version(),
+                    "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
+                }
+                app = _tls_extension(app, tls)
+            self._inner_app = app
+            self.app = self._serve
+            self._arm_deadline()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm_deadline()
+            super().connection_lost(exc)
+
+        async def _serve(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+            # uvicorn calls the app once a request's line and headers have arrived.
+            self._disarm_deadline()
+            try:
+                await self._inner_app(scope, receive, send)
+            finally:
+                self._arm_deadline()
+
+        def _arm_deadline(self) -> None:
+            self._disarm_deadline()
+            if not self.transport.is_closing():
+                loop = asyncio.get_running_loop()
+                self._deadline = loop.call_later(REQUEST_TIMEOUT_SECONDS, self._timed_out)
+
+        def _disarm_deadline(self) -> None:
+            deadline = getattr(self, "_deadline", None)
+            if deadline is not None:
+                deadline.cancel()
+                self._deadline = None
+
+        def _timed_out(self) -> None:
+            self._deadline = None
+            self.transport.close()
 
     return ClientCertificateProtocol
 
@@ -259,11 +342,25 @@ async def _read_body(request: Request) -> bytes:
         raise CallerError(413, "invalid_request", f"the body exceeds {MAX_BODY_BYTES} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise CallerError(413, "invalid_request", f"the body exceeds {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(REQUEST_TIMEOUT_SECONDS):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise CallerError(
+                        413, "invalid_request", f"the body exceeds {MAX_BODY_BYTES} bytes"
+                    )
+                chunks.append(chunk)
+    except TimeoutError:
+        raise CallerError(
+            408,
+            "invalid_request",
+            f"the body did not arrive within {REQUEST_TIMEOUT_SECONDS:g} s; send it at once",
+        ) from None
+    except ClientDisconnect:
+        raise CallerError(
+            400, "invalid_request", "the client disconnected before sending the whole body"
+        ) from None
     return b"".join(chunks)
 
 
@@ -457,7 +554,7 @@ class HttpApi:
         peer: SpiffeId | None = None
         audience = ""
         try:
-            peer = peer_spiffe_id(request, self.trust_domain)
+            peer = peer_spiffe_id(request, self.trust_domain, self.server.clock())
             form = await read_form(request)
             audience = (form.get("audience") or form.get("resource") or [""])[0]
             exchange_request = parse_exchange_request(form, peer)
@@ -504,7 +601,7 @@ class HttpApi:
     # Database credentials and leases.
 
     def _require_peer(self, request: Request) -> SpiffeId:
-        peer = peer_spiffe_id(request, self.trust_domain)
+        peer = peer_spiffe_id(request, self.trust_domain, self.server.clock())
         if peer is None:
             raise CallerError(
                 401,

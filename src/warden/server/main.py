@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def _plain(value: Any) -> Any:
-    """A plugin_data value as the attestors take it: secrets revealed, paths as strings."""
+    """Convert a plugin_data value to what the attestors take: secrets revealed, paths as strings."""
     from pydantic import SecretStr
 
     if isinstance(value, SecretStr):

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 _ABSTRACT_PREFIX = "unix-abstract:"
 
 # Bounds on connections that have not proven an identity, so that unauthenticated clients
-# cannot use up the server's file descriptors. Each relayed connection holds three.
+# cannot use up the server's file descriptors. Each relayed connection uses three.
 MAX_PENDING_HANDSHAKES = 256
 MAX_ANONYMOUS_CONNECTIONS = 256
 MAX_ANONYMOUS_PER_HOST = 16
@@ -54,15 +54,15 @@ FAILURE_LOG_INTERVAL_SECONDS = 10.0
 
 
 class AdminSocketError(OSError):
-    """The admin socket's path is unsafe or taken; the message says why and what to do."""
+    """The admin socket's path is unsafe or taken; the message explains why and what to do."""
 
 
 def prepare_admin_socket(path: Path) -> None:
     """Make `path` ready for the admin socket, or raise AdminSocketError.
 
     A missing directory is created with mode 0700. An existing one must be a real directory
-    owned by the server's user and not writable by others, because whoever can write it can
-    replace the socket and answer the CLI in the server's place; its mode is left alone, so
+    owned by the server's user and not writable by others, because a user who can write it
+    can replace the socket and answer the CLI in the server's place; its mode is left alone, so
     a shared socket directory keeps its other users. Only a stale socket is removed: never a
     regular file, and never the socket of a server that still answers.
     """
@@ -130,7 +130,7 @@ class _ThrottledLog:
 
 @dataclass(frozen=True)
 class Peer:
-    """Who is on the other end of a connection, as established by the listener."""
+    """The caller on the other end of a connection, as the listener established it."""
 
     kind: str  # "tls" or "local"
     address: str
@@ -144,7 +144,7 @@ class Peer:
     not_after: float | None = None
 
     def describe(self) -> str:
-        """The actor recorded in the audit log for calls from this peer."""
+        """Return the actor recorded in the audit log for calls from this peer."""
         if self.kind == "local":
             try:
                 user = pwd.getpwuid(self.uid).pw_name if self.uid is not None else "unknown"
@@ -169,7 +169,7 @@ class PeerRegistry:
         self._peers.pop(name.lstrip("\0"), None)
 
     def lookup(self, context: grpc.aio.ServicerContext) -> Peer | None:
-        """The peer of a gRPC call, or None when the call did not come through a listener."""
+        """Return the peer of a gRPC call, or None when the call did not come through a listener."""
         address = context.peer()
         if not address.startswith(_ABSTRACT_PREFIX):
             return None

@@ -37,7 +37,7 @@ MAX_AUDIT_RECORDS = 10_000
 
 
 def status_for(error: Exception) -> types_pb2.Status:
-    """The per-item status of a batch call for a datastore error."""
+    """Return the per-item status of a batch call for a datastore error."""
     return types_pb2.Status(code=grpc_code(error).value[0], message=str(error))
 
 

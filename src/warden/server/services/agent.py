@@ -45,7 +45,7 @@ class AgentAPI(agent_pb2_grpc.AgentAPIServicer):
         self._server = server
 
     async def _authenticate(self, context: Any) -> AgentCaller:
-        """The calling agent, or abort unless it holds a current SVID of an attested node."""
+        """Return the calling agent, or abort unless it presents a current SVID of an attested node."""
         peer = await peer_of(self._server, context)
         if peer.kind != "tls" or peer.spiffe_id is None:
             await abort(
@@ -136,12 +136,12 @@ class AgentAPI(agent_pb2_grpc.AgentAPIServicer):
                 response = await asyncio.wait_for(context.read(), ATTESTATION_READ_SECONDS)
             except TimeoutError:
                 raise AttestationError(
-                    f"the agent did not answer the challenge within {ATTESTATION_READ_SECONDS:g} s",
+                    f"the agent did not respond to the challenge within {ATTESTATION_READ_SECONDS:g} s",
                     permission_denied=False,
                 ) from None
             if response is grpc.aio.EOF or not response.HasField("challenge_response"):
                 raise AttestationError(
-                    "the agent did not answer the challenge", permission_denied=False
+                    "the agent did not respond to the challenge", permission_denied=False
                 )
             return bytes(response.challenge_response)
 
@@ -226,7 +226,7 @@ class AgentAPI(agent_pb2_grpc.AgentAPIServicer):
                     ),
                 )
                 log.warning(
-                    "refused CSR for an unauthorised entry",
+                    "rejected a CSR for an unauthorised entry",
                     extra={"agent_id": caller.spiffe_id, "entry_id": item.entry_id},
                 )
                 continue
