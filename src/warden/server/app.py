@@ -65,7 +65,7 @@ def utc_now() -> datetime:
 
 
 def raise_open_file_limit() -> None:
-    """Raise the soft limit on open files to the hard limit: each agent connection holds
+    """Raise the soft limit on open files to the hard limit: each agent connection uses
     three descriptors (the TLS socket and both ends of the relay)."""
     import resource
 
