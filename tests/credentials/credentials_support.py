@@ -217,16 +217,19 @@ def operator_certificate(directory: Path) -> tuple[Path, Path, Path]:
 
 
 def client_context(
-    server: WardenServer, ca_file: Path, directory: Path, spiffe_id: SpiffeId | None
+    server: WardenServer,
+    ca_file: Path,
+    directory: Path,
+    spiffe_id: SpiffeId | None,
+    *,
+    ttl: timedelta = timedelta(minutes=10),
 ) -> ssl.SSLContext:
     """A TLS client context trusting the operator CA, presenting an X509-SVID if asked."""
     context = ssl.create_default_context(cafile=str(ca_file))
     if spiffe_id is not None:
         directory.mkdir(parents=True, exist_ok=True)
         key = ec.generate_private_key(ec.SECP256R1())
-        chain = server.ca.sign_x509_svid(
-            spiffe_id, key.public_key(), timedelta(minutes=10), now=datetime.now(UTC)
-        )
+        chain = server.ca.sign_x509_svid(spiffe_id, key.public_key(), ttl, now=datetime.now(UTC))
         name = str(spiffe_id).rsplit("/", 1)[-1]
         cert_path = directory / f"{name}-svid.pem"
         cert_path.write_bytes(_pem(chain))

@@ -7,6 +7,7 @@ attacks that the product withstood stay too, so that a later change cannot open 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from datetime import UTC, datetime, timedelta
@@ -24,14 +25,18 @@ from credentials_support import (
     DEFAULT_POLICY,
     b64url,
     base_url,
+    client_context,
     credential_server_options,
     exchange_form,
+    https_client,
     mint,
+    operator_certificate,
 )
 
 from warden.credentials import TokenExchangeSettings
 from warden.server.app import WardenServer
 from warden.server.metrics import Metrics
+from warden.server.options import HttpApiOptions
 
 AWS = "sts.amazonaws.com"
 
@@ -117,3 +122,110 @@ async def test_rejection_audit_bounded_without_tokens(
         assert signature not in log_record.getMessage()
         assert signature not in json.dumps(log_record.__dict__, default=str)
         assert len(json.dumps(log_record.__dict__, default=str)) < 8192
+
+
+# == The HTTP API listener ===================================================================
+
+
+async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
+    """Tell whether the server closed the connection within `seconds`."""
+    try:
+        async with asyncio.timeout(seconds):
+            while await reader.read(65536):
+                pass
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+    return True
+
+
+async def trickle(writer: asyncio.StreamWriter, data: bytes, interval: float) -> None:
+    """Send `data` a byte at a time, as a slowloris client does, until the peer is gone."""
+    try:
+        for byte in data:
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(interval)
+    except ConnectionError:
+        pass
+
+
+async def test_idle_and_slow_clients_disconnected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The listener is public (cloud providers fetch the JWKS), so a client that connects and
+    # sends nothing, or sends a request a byte at a time, must not hold a connection forever.
+    monkeypatch.setattr("warden.server.httpapi.REQUEST_TIMEOUT_SECONDS", 0.5)
+    async with start_server(tmp_path) as server:
+        port = server.credentials.port
+        connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(12)]
+        readers = [reader for reader, _ in connections]
+        writers = [writer for _, writer in connections]
+        writers[1].write(b"GET /keys HTT")
+        slowloris = asyncio.create_task(
+            trickle(writers[2], b"GET /keys HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 200, 0.1)
+        )
+        writers[3].write(
+            b"POST /v1/token HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n\r\ngrant_type"
+        )
+        # A complete request, then a next one that never ends: the keep-alive timer of
+        # uvicorn restarts with every byte, so it does not end this connection.
+        writers[4].write(b"GET /keys HTTP/1.1\r\nHost: x\r\n\r\n")
+        after_response = asyncio.create_task(
+            trickle(writers[4], b"GET /keys HTTP/1.1\r\nX-B: " + b"b" * 200, 0.1)
+        )
+        try:
+            closed = await asyncio.gather(*(closed_within(reader, 4) for reader in readers))
+            async with httpx.AsyncClient(timeout=10) as client:
+                keys = await client.get(base_url(server) + "/keys")
+        finally:
+            slowloris.cancel()
+            after_response.cancel()
+            for writer in writers:
+                writer.close()
+
+    assert closed == [True] * len(readers)
+    assert keys.status_code == 200
+
+
+async def test_connections_above_cap_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("warden.server.httpapi.MAX_CONNECTIONS", 8)
+    async with start_server(tmp_path) as server:
+        port = server.credentials.port
+        connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(30)]
+        try:
+            closed = await asyncio.gather(*(closed_within(reader, 1) for reader, _ in connections))
+        finally:
+            for _, writer in connections:
+                writer.close()
+        await asyncio.sleep(0.1)
+        async with httpx.AsyncClient(timeout=10) as client:
+            keys = await client.get(base_url(server) + "/keys")
+
+    assert closed.count(False) <= 8
+    assert closed.count(True) >= 22
+    assert keys.status_code == 200
+
+
+async def test_expired_client_svid_on_open_connection_rejected(tmp_path: Path) -> None:
+    # TLS checks the client certificate once, at the handshake; a kept-alive connection must
+    # not go on speaking for a workload whose X509-SVID has expired since.
+    ca_file, cert_file, key_file = operator_certificate(tmp_path / "operator")
+    http_api = HttpApiOptions("127.0.0.1", 0, cert_file, key_file)
+    async with start_server(tmp_path, http_api=http_api) as server:
+        context = client_context(
+            server, ca_file, tmp_path / "client", BILLING, ttl=timedelta(seconds=2)
+        )
+        url = base_url(server, "https") + "/v1/leases"
+        async with https_client(context) as client:
+            fresh = await client.get(url)
+            await asyncio.sleep(2.5)
+            expired = await client.get(url)
+
+    assert fresh.status_code == 200
+    assert expired.status_code == 401
+    assert "expired" in expired.json()["error_description"]
