@@ -36,6 +36,10 @@ class SocketInUseError(OSError):
     """Another process is serving on the Workload API socket path."""
 
 
+class UnsafeSocketDirectoryError(OSError):
+    """Users other than the agent's and root could replace the Workload API socket."""
+
+
 class CallerRegistry:
     """Callers by the peer address gRPC reports for their relayed connection."""
 
@@ -56,13 +60,56 @@ class CallerRegistry:
         return len(self._callers)
 
 
+def check_socket_directory(directory: Path) -> None:
+    """Raise `UnsafeSocketDirectoryError` unless only the agent's user or root control `directory`.
+
+    Whoever may rename entries in the socket's directory, or in any directory above it, can
+    put a socket of their own in the agent's place and answer workloads with a trust bundle
+    and SVIDs of their choosing. So every directory on the path, and the target of every
+    symbolic link on it, must belong to the agent's user or root and must not be writable
+    by others, unless its sticky bit is set (as on /tmp), which keeps others from renaming
+    or removing entries they do not own.
+    """
+    trusted = {0, os.geteuid()}
+    directories = [directory.absolute(), *directory.absolute().parents]
+    resolved = directory.resolve()
+    directories += [resolved, *resolved.parents]
+    for current in directories:
+        info = os.lstat(current)
+        if stat.S_ISLNK(info.st_mode):
+            if info.st_uid not in trusted:
+                raise UnsafeSocketDirectoryError(
+                    f"cannot serve the Workload API in {directory}: the symbolic link {current} "
+                    f"belongs to uid {info.st_uid}, who could point it elsewhere; choose a "
+                    "socket_path whose directories belong to the agent's user or root"
+                )
+            continue
+        if info.st_uid not in trusted:
+            raise UnsafeSocketDirectoryError(
+                f"cannot serve the Workload API in {directory}: {current} belongs to uid "
+                f"{info.st_uid}, who could replace the agent's socket; choose a socket_path "
+                "whose directories belong to the agent's user or root"
+            )
+        if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+            raise UnsafeSocketDirectoryError(
+                f"cannot serve the Workload API in {directory}: {current} is writable by other "
+                f"users (mode {stat.S_IMODE(info.st_mode):o}), who could replace the agent's "
+                "socket; remove the write permission of group and others (mode 0755)"
+            )
+
+
 def prepare_socket_path(path: Path) -> None:
     """Make `path` ready to bind: create its directory, remove a stale socket file.
 
-    Refuses to remove anything that is not a socket, and refuses a socket that another
-    process still serves, so that two agents never fight over one path.
+    Refuses a directory that other users control (see `check_socket_directory`), refuses to
+    remove anything that is not a socket, and refuses a socket that another process still
+    serves, so that two agents never fight over one path.
     """
+    # Check the part that exists before creating anything in it, then the whole path.
+    existing = next(parent for parent in path.absolute().parents if parent.exists())
+    check_socket_directory(existing)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    check_socket_directory(path.parent)
     try:
         status = path.lstat()
     except FileNotFoundError:
