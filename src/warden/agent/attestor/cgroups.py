@@ -70,20 +70,42 @@ def locate_in_path(path: str) -> ContainerLocation:
     return ContainerLocation(container_id, pod_uid)
 
 
+class ConflictingCgroupsError(ValueError):
+    """The lines of a cgroup file name different containers or pods."""
+
+
 def locate(text: str) -> ContainerLocation:
     """Return the container and pod of the process whose cgroup file is `text`.
 
-    The first line that names a container wins; every hierarchy of a containerised process
-    names the same one.
+    Every hierarchy of a containerised process names the same container, so lines that
+    name different containers (or pods) raise `ConflictingCgroupsError`: a process that
+    could create a cgroup in one hierarchy could otherwise name it after another container.
+    As in SPIRE, a line that names a pod takes precedence over lines that name a container
+    but no pod, which happens when Kubernetes runs inside a container (kind).
     """
+    chosen: ContainerLocation | None = None
     pod_only = ContainerLocation()
     for path in cgroup_paths(text):
         location = locate_in_path(path)
-        if location.container_id is not None:
-            return location
-        if location.pod_uid is not None and pod_only.pod_uid is None:
-            pod_only = location
-    return pod_only
+        if location.container_id is None:
+            if location.pod_uid is not None and pod_only.pod_uid is None:
+                pod_only = location
+            continue
+        if chosen is None or (chosen.pod_uid is None and location.pod_uid is not None):
+            chosen = location
+        elif location.pod_uid is None and chosen.pod_uid is not None:
+            continue
+        elif location != chosen:
+            raise ConflictingCgroupsError(_conflict(chosen, location))
+    return chosen or pod_only
+
+
+def _conflict(first: ContainerLocation, second: ContainerLocation) -> str:
+    return (
+        f"the cgroups of the process name different containers or pods "
+        f"(container {(first.container_id or '?')[:12]}, pod {first.pod_uid or '-'}; "
+        f"container {(second.container_id or '?')[:12]}, pod {second.pod_uid or '-'})"
+    )
 
 
 class CgroupMatcher:
@@ -147,10 +169,19 @@ def compile_matchers(patterns: list[str]) -> list[CgroupMatcher]:
 
 
 def locate_with_matchers(text: str, matchers: list[CgroupMatcher]) -> ContainerLocation:
-    """Return the container id found by the first matching pattern, if any."""
+    """Return the container id the patterns find, if any.
+
+    Raises `ConflictingCgroupsError` when lines match with different container ids.
+    """
+    chosen: ContainerLocation | None = None
     for path in cgroup_paths(text):
         for matcher in matchers:
             container_id = matcher.match(path)
-            if container_id is not None:
-                return ContainerLocation(container_id, locate_in_path(path).pod_uid)
-    return ContainerLocation()
+            if container_id is None:
+                continue
+            location = ContainerLocation(container_id, locate_in_path(path).pod_uid)
+            if chosen is None:
+                chosen = location
+            elif location.container_id != chosen.container_id:
+                raise ConflictingCgroupsError(_conflict(chosen, location))
+    return chosen or ContainerLocation()

@@ -22,7 +22,12 @@ from warden.agent.attestor.base import (
     parse_plugin_data,
     valid_selectors,
 )
-from warden.agent.attestor.cgroups import compile_matchers, locate, locate_with_matchers
+from warden.agent.attestor.cgroups import (
+    ConflictingCgroupsError,
+    compile_matchers,
+    locate,
+    locate_with_matchers,
+)
 from warden.agent.caller import Caller
 from warden.agent.proc import DEFAULT_PROC_ROOT, ProcessGoneError, ProcFS
 from warden.spiffe import Selector
@@ -93,9 +98,12 @@ class DockerAttestor:
             cgroup = self._proc.cgroup(caller.pid)
         except ProcessGoneError as error:
             raise AttestationError(f"docker attestor: {error}") from None
-        location = (
-            locate_with_matchers(cgroup, self._matchers) if self._matchers else locate(cgroup)
-        )
+        try:
+            location = (
+                locate_with_matchers(cgroup, self._matchers) if self._matchers else locate(cgroup)
+            )
+        except ConflictingCgroupsError as error:
+            raise AttestationError(f"docker attestor: pid {caller.pid}: {error}") from None
         if self.config.verbose_container_locator_logs:
             log.info(
                 "container lookup",

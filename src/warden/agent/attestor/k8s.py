@@ -39,7 +39,7 @@ from warden.agent.attestor.base import (
     parse_plugin_data,
     valid_selectors,
 )
-from warden.agent.attestor.cgroups import ContainerLocation, locate
+from warden.agent.attestor.cgroups import ConflictingCgroupsError, ContainerLocation, locate
 from warden.agent.caller import Caller
 from warden.agent.proc import DEFAULT_PROC_ROOT, ProcessGoneError, ProcFS
 from warden.spiffe import Selector
@@ -178,7 +178,10 @@ class K8sAttestor:
             cgroup = self._proc.cgroup(caller.pid)
         except ProcessGoneError as error:
             raise AttestationError(f"k8s attestor: {error}") from None
-        location = locate(cgroup)
+        try:
+            location = locate(cgroup)
+        except ConflictingCgroupsError as error:
+            raise AttestationError(f"k8s attestor: pid {caller.pid}: {error}") from None
         if location.pod_uid is None and location.container_id is None:
             return []
 
