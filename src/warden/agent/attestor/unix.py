@@ -20,6 +20,7 @@ import pwd
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from warden.agent.attestor.base import (
@@ -35,9 +36,12 @@ log = logging.getLogger(__name__)
 
 NAME = "unix"
 _HASH_CHUNK_BYTES = 1024 * 1024
-# Digests are cached by (device, inode, size, mtime), so a binary that many callers run is
-# hashed once; this bounds the cache.
+# Digests are cached by (device, inode, size, mtime, ctime), so a binary that many callers
+# run is hashed once; this bounds the cache. The ctime is part of the key because the owner of
+# a file can rewrite it and set its mtime back, but every write or utime() moves the ctime.
 _DIGEST_CACHE_SIZE = 256
+_HASH_THREADS = 2
+_DigestKey = tuple[int, int, int, int, int]
 
 
 class UnixConfig(PluginConfig):
@@ -61,7 +65,13 @@ class UnixAttestor:
         self.config = config or UnixConfig()
         self.needs_executable = self.config.discover_workload_path
         self._proc = ProcFS(self.config.proc_root)
-        self._digests: OrderedDict[tuple[int, int, int, int], str] = OrderedDict()
+        self._digests: OrderedDict[_DigestKey, str] = OrderedDict()
+        # Hashing has threads of its own: a caller whose binary takes minutes to hash (a
+        # sparse file of many gigabytes is still a valid ELF) must not hold up the default
+        # executor, on which the agent generates keys for the SVIDs it rotates.
+        self._hash_pool = ThreadPoolExecutor(_HASH_THREADS, thread_name_prefix="warden-sha256")
+        # Callers of one binary share the hash in progress instead of each starting one.
+        self._hashing: dict[_DigestKey, asyncio.Future[str]] = {}
 
     @classmethod
     def from_plugin_data(cls, plugin_data: Mapping[str, Any]) -> UnixAttestor:
@@ -91,6 +101,9 @@ class UnixAttestor:
         return selectors
 
     async def _binary_selectors(self, caller: Caller) -> list[Selector]:
+        if caller.closed:
+            # Its descriptor is closed, and the number may already name another file.
+            raise AttestationError(f"unix attestor: caller pid {caller.pid} disconnected")
         executable = caller.executable
         opened_here = False
         if executable is None:
@@ -123,19 +136,48 @@ class UnixAttestor:
                 f"unix attestor: binary {executable.path} is {status.st_size} bytes, over "
                 f"workload_size_limit {limit}; raise the limit or set it to -1 to skip hashing"
             )
-        key = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+        key = (
+            status.st_dev,
+            status.st_ino,
+            status.st_size,
+            status.st_mtime_ns,
+            status.st_ctime_ns,
+        )
         cached = self._digests.get(key)
         if cached is not None:
             self._digests.move_to_end(key)
             return cached
-        digest = await asyncio.to_thread(_hash_descriptor, executable.descriptor)
+        pending = self._hashing.get(key)
+        if pending is None:
+            # The hash reads its own duplicate of the descriptor: the caller's descriptor is
+            # closed when its connection ends, and the number may then name another file.
+            descriptor = os.dup(executable.descriptor)
+            pending = asyncio.get_running_loop().run_in_executor(
+                self._hash_pool, _hash_and_close, descriptor
+            )
+            self._hashing[key] = pending
+            pending.add_done_callback(lambda done: self._hashed(key, done, descriptor))
+        digest = await asyncio.shield(pending)
         self._digests[key] = digest
         if len(self._digests) > _DIGEST_CACHE_SIZE:
             self._digests.popitem(last=False)
         return digest
 
+    def _hashed(self, key: _DigestKey, done: asyncio.Future[str], descriptor: int) -> None:
+        self._hashing.pop(key, None)
+        if done.cancelled():
+            # Cancelled before a thread took it, so `_hash_and_close` never ran.
+            os.close(descriptor)
+
     async def close(self) -> None:
-        return None
+        self._hash_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _hash_and_close(descriptor: int) -> str:
+    try:
+        return _hash_descriptor(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _hash_descriptor(descriptor: int) -> str:
