@@ -89,12 +89,12 @@ class X509Snapshot:
 
     @property
     def fingerprint(self) -> tuple[object, ...]:
-        """Changes whenever anything the workload would receive changes."""
-        return (
-            tuple((entry, id(svid)) for entry, svid in self.svids),
-            id(self.bundle),
-            tuple(id(bundle) for bundle in self.federated),
-        )
+        """Changes whenever anything the workload would receive changes.
+
+        It holds the objects themselves, not their id(): Python gives a new object the
+        address of one just freed, so a rotated SVID could have the id of the one it replaced.
+        """
+        return (self.svids, self.bundle, self.federated)
 
 
 @dataclass(eq=False)

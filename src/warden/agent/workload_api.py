@@ -219,7 +219,7 @@ class WorkloadApiHandler(workload_pb2_grpc.SpiffeWorkloadAPIServicer):
                 bundles = self.manager.bundles_for(subscription.entries)
                 if not bundles:
                     await self._unavailable(context, self.manager.snapshot(()))
-                fingerprint = tuple(id(bundle) for bundle in bundles)
+                fingerprint = tuple(bundles)
                 if fingerprint != sent:
                     yield workload_pb2.X509BundlesResponse(
                         bundles={bundle.trust_domain_id: bundle.x509_der for bundle in bundles}
@@ -295,7 +295,7 @@ class WorkloadApiHandler(workload_pb2_grpc.SpiffeWorkloadAPIServicer):
                 bundles = self.manager.bundles_for(subscription.entries)
                 if not bundles:
                     await self._unavailable(context, self.manager.snapshot(()))
-                fingerprint = tuple(id(bundle) for bundle in bundles)
+                fingerprint = tuple(bundles)
                 if fingerprint != sent:
                     yield workload_pb2.JWTBundlesResponse(
                         bundles={bundle.trust_domain_id: bundle.jwks_json for bundle in bundles}
