@@ -143,6 +143,29 @@ class WorkloadApiHandler(workload_pb2_grpc.SpiffeWorkloadAPIServicer):
             )
         return Workload(caller, selectors)
 
+    async def _recheck(
+        self, context: grpc.aio.ServicerContext[Any, Any], workload: Workload, method: str
+    ) -> None:
+        """End a stream whose caller is no longer the process that was attested.
+
+        A stream outlives its attestation: a daemon may start as root, open its stream and
+        then drop to another uid, or execute another program. Each later message is checked
+        against the process as it was attested, so such a caller reconnects and is attested
+        as what it is now.
+        """
+        try:
+            workload.caller.verify_unchanged()
+        except CallerChangedError as error:
+            log.warning(
+                "caller changed during a stream",
+                extra={"caller": workload.caller.pid, "error": str(error), "path": method},
+            )
+            await _abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                f"could not verify the caller: {error}; reconnect to the Workload API",
+            )
+
     def _entries(self, workload: Workload) -> list[Entry]:
         return self.manager.match(workload.selectors)
 
@@ -178,6 +201,7 @@ class WorkloadApiHandler(workload_pb2_grpc.SpiffeWorkloadAPIServicer):
                 if not snapshot.svids or snapshot.bundle is None:
                     await self._unavailable(context, snapshot)
                 if snapshot.fingerprint != sent:
+                    await self._recheck(context, workload, "FetchX509SVID")
                     yield x509_svid_response(snapshot)
                     sent = snapshot.fingerprint
                     self.manager.record_delivery(entry.id for entry, _ in snapshot.svids)
@@ -221,6 +245,7 @@ class WorkloadApiHandler(workload_pb2_grpc.SpiffeWorkloadAPIServicer):
                     await self._unavailable(context, self.manager.snapshot(()))
                 fingerprint = tuple(bundles)
                 if fingerprint != sent:
+                    await self._recheck(context, workload, "FetchX509Bundles")
                     yield workload_pb2.X509BundlesResponse(
                         bundles={bundle.trust_domain_id: bundle.x509_der for bundle in bundles}
                     )
@@ -297,6 +322,7 @@ class WorkloadApiHandler(workload_pb2_grpc.SpiffeWorkloadAPIServicer):
                     await self._unavailable(context, self.manager.snapshot(()))
                 fingerprint = tuple(bundles)
                 if fingerprint != sent:
+                    await self._recheck(context, workload, "FetchJWTBundles")
                     yield workload_pb2.JWTBundlesResponse(
                         bundles={bundle.trust_domain_id: bundle.jwks_json for bundle in bundles}
                     )
