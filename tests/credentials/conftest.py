@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 from credentials_support import credential_server_options
-from password_cluster import HBA_RULES, MANAGER, MANAGER_PASSWORD, OWNER, PasswordCluster
+from password_cluster import PasswordCluster
 from prometheus_client import CollectorRegistry
-from psycopg import sql
 
 from warden.server.app import WardenServer
 from warden.server.metrics import Metrics
@@ -57,21 +56,6 @@ def password_cluster() -> Iterator[PasswordCluster]:
         pytest.skip(f"{message}; install postgresql-15 or set WARDEN_PG_BINDIR")
     cluster = PostgresCluster.start()
     try:
-        hba = cluster.data_dir / "pg_hba.conf"
-        stat = os.stat(hba)
-        hba.write_text(HBA_RULES)
-        os.chown(hba, stat.st_uid, stat.st_gid)
-        cluster.execute("SELECT pg_reload_conf()")
-        for statement in (
-            sql.SQL("CREATE ROLE {} LOGIN CREATEROLE PASSWORD {}").format(
-                sql.Identifier(MANAGER), sql.Literal(MANAGER_PASSWORD)
-            ),
-            sql.SQL("GRANT pg_signal_backend TO {}").format(sql.Identifier(MANAGER)),
-            sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(OWNER)),
-            # REASSIGN OWNED ... TO orders_owner needs the privileges of the owner role.
-            sql.SQL("GRANT {} TO {}").format(sql.Identifier(OWNER), sql.Identifier(MANAGER)),
-        ):
-            cluster.execute(statement)
-        yield PasswordCluster(cluster)
+        yield PasswordCluster.prepare(cluster)
     finally:
         cluster.stop()

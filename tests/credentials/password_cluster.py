@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,26 @@ class PasswordCluster:
             connection.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(OWNER)))
             connection.execute("CREATE TABLE orders (id integer PRIMARY KEY, item text)")
             connection.execute("INSERT INTO orders VALUES (1, 'tea'), (2, 'coffee')")
+
+    @classmethod
+    def prepare(cls, cluster: Any) -> PasswordCluster:
+        """Make a running cluster check passwords over TCP and create the test roles."""
+        hba = cluster.data_dir / "pg_hba.conf"
+        stat = os.stat(hba)
+        hba.write_text(HBA_RULES)
+        os.chown(hba, stat.st_uid, stat.st_gid)
+        cluster.execute("SELECT pg_reload_conf()")
+        for statement in (
+            sql.SQL("CREATE ROLE {} LOGIN CREATEROLE PASSWORD {}").format(
+                sql.Identifier(MANAGER), sql.Literal(MANAGER_PASSWORD)
+            ),
+            sql.SQL("GRANT pg_signal_backend TO {}").format(sql.Identifier(MANAGER)),
+            sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(OWNER)),
+            # REASSIGN OWNED ... TO orders_owner needs the privileges of the owner role.
+            sql.SQL("GRANT {} TO {}").format(sql.Identifier(OWNER), sql.Identifier(MANAGER)),
+        ):
+            cluster.execute(statement)
+        return cls(cluster)
 
     def role_exists(self, name: str) -> bool:
         with self.admin() as connection:

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
+from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "credentials"))
 
@@ -32,11 +37,23 @@ from credentials_support import (
     mint,
     operator_certificate,
 )
+from password_cluster import MANAGER_PASSWORD, OWNER, PasswordCluster
 
-from warden.credentials import TokenExchangeSettings
+from warden.credentials import (
+    ConnectionSettings,
+    DatabaseBroker,
+    DatabaseSettings,
+    IssuedCredential,
+    LeaseError,
+    RoleSettings,
+    TokenExchangeSettings,
+    parse_patterns,
+)
 from warden.server.app import WardenServer
 from warden.server.metrics import Metrics
 from warden.server.options import HttpApiOptions
+from warden.spiffe import SpiffeId
+from warden.store import Datastore
 
 AWS = "sts.amazonaws.com"
 
@@ -229,3 +246,138 @@ async def test_expired_client_svid_on_open_connection_rejected(tmp_path: Path) -
     assert fresh.status_code == 200
     assert expired.status_code == 401
     assert "expired" in expired.json()["error_description"]
+
+
+# == Database leases =========================================================================
+
+CREATE_USER = "CREATE ROLE \"{{name}}\" LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'"
+WORKLOAD = SpiffeId.parse("spiffe://example.org/orders/api")
+
+
+@pytest.fixture(scope="module")
+def password_cluster() -> Iterator[PasswordCluster]:
+    """A PostgreSQL cluster that checks passwords, as the credential tests use."""
+    from pg import PostgresCluster, find_bindir
+
+    if find_bindir() is None:
+        message = "PostgreSQL binaries (initdb, pg_ctl) not found"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message}; CI must install postgresql-15")
+        pytest.skip(f"{message}; install postgresql-15 or set WARDEN_PG_BINDIR")
+    cluster = PostgresCluster.start()
+    try:
+        yield PasswordCluster.prepare(cluster)
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def orders_database(password_cluster: PasswordCluster) -> str:
+    name = f"orders_{uuid.uuid4().hex[:12]}"
+    password_cluster.create_orders_database(name)
+    return name
+
+
+def lease_settings(
+    cluster: PasswordCluster, database: str, *, ttl: timedelta = timedelta(minutes=5)
+) -> DatabaseSettings:
+    """A `writer` role whose users may create objects in schema public, as migrations do."""
+    connection = ConnectionSettings(
+        name="orders",
+        url=cluster.manager_url(database),
+        reassign_owned_to=OWNER,
+        password=MANAGER_PASSWORD,
+    )
+    writer = RoleSettings(
+        name="writer",
+        connection="orders",
+        creation_statements=(
+            CREATE_USER,
+            'GRANT SELECT, INSERT ON orders TO "{{name}}"',
+            'GRANT USAGE, CREATE ON SCHEMA public TO "{{name}}"',
+        ),
+        allowed_spiffe_ids=parse_patterns(["spiffe://example.org/orders/*"]),
+        default_ttl=ttl,
+        max_ttl=timedelta(minutes=10),
+    )
+    return DatabaseSettings({"orders": connection}, {"writer": writer})
+
+
+@pytest.fixture
+async def broker(
+    tmp_path: Path, password_cluster: PasswordCluster, orders_database: str
+) -> AsyncIterator[DatabaseBroker]:
+    datastore = Datastore.for_data_dir(tmp_path / "store", server_id="server-a")
+    instance = DatabaseBroker(
+        lease_settings(password_cluster, orders_database),
+        datastore,
+        clock=lambda: datetime.now(UTC),
+    )
+    try:
+        yield instance
+    finally:
+        await instance.close()
+        datastore.close()
+
+
+def user_session(
+    cluster: PasswordCluster, issued: IssuedCredential, database: str
+) -> psycopg.Connection:
+    return cluster.connect_as(issued.username, issued.password, database)
+
+
+@pytest.mark.postgres
+async def test_planted_function_cannot_hijack_revocation(
+    broker: DatabaseBroker, password_cluster: PasswordCluster, orders_database: str
+) -> None:
+    # A leased user that may create objects in schema public plants a function whose
+    # argument types match the management role's call more closely than pg_catalog's own
+    # (psycopg sends 5000 as smallint). If the management session resolved it through its
+    # search_path, the planted code would run as the management role (CREATEROLE) and keep
+    # the session alive by not terminating it.
+    backdoor = f"backdoor_{uuid.uuid4().hex[:8]}"
+    issued = await broker.issue("writer", str(WORKLOAD), ["team-orders"], actor="test")
+    session = user_session(password_cluster, issued, orders_database)
+    session.execute(
+        sql.SQL(
+            "CREATE FUNCTION public.plant() RETURNS void LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {}) THEN EXECUTE {}; END IF; "
+            "END $$"
+        ).format(
+            sql.Literal(backdoor), sql.Literal(f"CREATE ROLE {backdoor} LOGIN PASSWORD 'known'")
+        )
+    )
+    session.execute(
+        "CREATE FUNCTION public.pg_terminate_backend(integer, smallint) RETURNS boolean "
+        "LANGUAGE plpgsql AS $$ BEGIN PERFORM public.plant(); RETURN true; END $$"
+    )
+    session.execute(
+        "CREATE FUNCTION public.oid_is(oid, smallint) RETURNS boolean LANGUAGE plpgsql "
+        "AS $$ BEGIN PERFORM public.plant(); RETURN $1 = $2::integer::oid; END $$"
+    )
+    session.execute(
+        "CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = smallint, FUNCTION = public.oid_is)"
+    )
+
+    try:
+        revocation_error = ""
+        try:
+            await broker.revoke(issued.lease.lease_id, actor="test")
+        except LeaseError as error:
+            revocation_error = str(error)
+        session_alive = session_works(session)
+    finally:
+        session.close()
+
+    assert not password_cluster.role_exists(backdoor)
+    assert revocation_error == ""
+    assert not session_alive
+    assert not password_cluster.role_exists(issued.username)
+
+
+def session_works(session: psycopg.Connection) -> bool:
+    try:
+        session.execute("SELECT 1")
+    except psycopg.OperationalError:
+        return False
+    return True

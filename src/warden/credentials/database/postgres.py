@@ -157,6 +157,12 @@ class PostgresConnection:
         await connection.execute(
             sql.SQL("SET statement_timeout = {}").format(sql.Literal(timeout_ms))
         )
+        # Leased users may create functions and operators in schema public. psycopg sends
+        # small integers as smallint, so a planted public.pg_terminate_backend(integer,
+        # smallint) or =(oid, smallint) would match Warden's calls better than pg_catalog's
+        # and run as this management role. Warden's own statements therefore resolve names
+        # in pg_catalog only.
+        await connection.execute("SET search_path = pg_catalog, pg_temp")
         return connection
 
     @contextlib.asynccontextmanager
@@ -214,6 +220,9 @@ class PostgresConnection:
             try:
                 async with connection.transaction():
                     await _lock_privileges(connection)
+                    # The operator's statements name tables as they would in psql, so they
+                    # run with the management role's default search_path.
+                    await connection.execute("SET LOCAL search_path TO DEFAULT")
                     for statement in rendered:
                         await connection.execute(statement)
                     # VALID UNTIL is set here whatever the statements set, so that the user
