@@ -7,8 +7,9 @@ Files (written atomically; none contains a private key, which the key manager ke
 - `agent_state.json`: the key id of the SVID's key, the node attestor used, and whether the
   node may attest again with the same evidence.
 
-Renewal alternates between two key ids, so a crash between generating the new key and saving
-the new SVID leaves the previous pair intact.
+Renewal alternates between two key ids, so the previous key stays on disk while the renewed
+SVID's files are written, and an agent stopped at any point of a renewal starts again from one
+of the two pairs.
 """
 
 from __future__ import annotations
@@ -109,7 +110,14 @@ class StateStore:
             bundle = Bundle.from_jwks_json(
                 self.trust_domain, (self.directory / BUNDLE_FILE).read_bytes()
             )
-            key = self.keys.get_key(state["key_id"])
+            key_id = state["key_id"]
+            key = self.keys.get_key(key_id)
+            if chain[0].public_key() != key.public_key():
+                # `save` writes the SVID before the key id, so an agent stopped between the
+                # two left the renewed SVID beside the previous key id: the renewed SVID's
+                # key is the other one.
+                key_id = other_key_id(key_id)
+                key = self.keys.get_key(key_id)
         except (OSError, ValueError, KeyError, SpiffeError, KeyManagerError) as error:
             log.warning(
                 "the stored agent SVID cannot be used; the agent attests again",
@@ -125,7 +133,7 @@ class StateStore:
         return AgentIdentity(
             chain,
             key,
-            state["key_id"],
+            key_id,
             bundle,
             bool(state.get("reattestable")),
             str(state.get("attestor", "")),
