@@ -381,3 +381,37 @@ def session_works(session: psycopg.Connection) -> bool:
     except psycopg.OperationalError:
         return False
     return True
+
+
+@pytest.mark.postgres
+async def test_revocation_during_issue_leaves_no_user(
+    broker: DatabaseBroker, password_cluster: PasswordCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lease is stored before its user exists. A revocation in between (the holder's last
+    # entry deleted, a revocation by prefix) finds no user and marks the lease revoked; the
+    # user created right after must not survive it with working credentials.
+    connection = broker.connection("orders")
+    create_user = connection.create_user
+    creating = asyncio.Event()
+    proceed = asyncio.Event()
+
+    async def slow_create_user(*args: Any, **kwargs: Any) -> None:
+        creating.set()
+        await proceed.wait()
+        await create_user(*args, **kwargs)
+
+    monkeypatch.setattr(connection, "create_user", slow_create_user)
+    issue = asyncio.create_task(
+        broker.issue("writer", str(WORKLOAD), ["team-orders"], actor="test")
+    )
+    await creating.wait()
+    summary = await broker.revoke_holder(str(WORKLOAD), actor="test", reason="entry_deleted")
+    proceed.set()
+    outcome = (await asyncio.gather(issue, return_exceptions=True))[0]
+    leases = broker._store.list_leases(include_revoked=True)
+
+    assert len(summary.revoked) == 1
+    assert isinstance(outcome, LeaseError)
+    assert len(leases) == 1
+    assert leases[0].revoked_at is not None
+    assert not password_cluster.role_exists(str(leases[0].details["username"]))

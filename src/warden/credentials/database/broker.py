@@ -227,6 +227,7 @@ class DatabaseBroker:
             with contextlib.suppress(LeaseError):
                 await self.revoke(lease_id, actor=actor, reason="creation_failed")
             raise
+        await self._check_not_revoked(lease_id, spiffe_id, connection, username)
         self._wake.set()
         log.info(
             "database credentials issued",
@@ -238,6 +239,34 @@ class DatabaseBroker:
             },
         )
         return IssuedCredential(lease, username, password)
+
+    async def _check_not_revoked(
+        self, lease_id: str, spiffe_id: str, connection: PostgresConnection, username: str
+    ) -> None:
+        """Drop a new user whose lease a revocation claimed while the user was being created.
+
+        Such a revocation may have looked for the user before it existed and marked the lease
+        revoked, so nothing else would ever drop the user. A revocation that claims the lease
+        after this check finds the user, because it was created before.
+        """
+        current = await asyncio.to_thread(self._store.get_lease, lease_id)
+        if current.revoked_at is None and current.claimed_by is None:
+            return
+        log.warning(
+            "lease revoked while its database user was created; dropping the user",
+            extra={"lease_id": lease_id, "spiffe_id": spiffe_id, "user": username},
+        )
+        try:
+            await connection.revoke_user(username)
+        except LeaseError as error:
+            log.error(
+                "dropping the user of a lease revoked during creation failed; drop it by hand",
+                extra={"lease_id": lease_id, "user": username, "error": str(error)},
+            )
+        raise LeaseBusy(
+            f"lease {lease_id} was revoked while its database user was being created; "
+            "request new credentials"
+        )
 
     async def renew(
         self,
