@@ -420,7 +420,15 @@ class Manager:
             self._wake.clear()
             due = self._due_entries(self.clock())
             if due:
-                await self._sign(due)
+                try:
+                    await self._sign(due)
+                except Exception as error:
+                    # Whatever went wrong, the task must live on: it rotates every SVID.
+                    attempts, delay = self._fail(entry.id for entry in due)
+                    log.error(
+                        "signing X509-SVIDs failed unexpectedly; retrying",
+                        extra={"error": repr(error), "attempt": attempts, "delay_seconds": delay},
+                    )
                 continue
             delay = min(max(self._next_due(self.clock()) - self.clock(), 0.0), MAX_IDLE_SECONDS)
             with contextlib.suppress(TimeoutError):
@@ -527,6 +535,14 @@ class Manager:
                 )
             except SigningError as problem:
                 outcomes[result.entry_id] = str(problem)
+            except Exception as problem:
+                # Parsing is lazy and raises more than ValueError (DuplicateExtension,
+                # UnsupportedAlgorithm); one such certificate must fail its entry only, not
+                # end the task that rotates every SVID of the node.
+                outcomes[result.entry_id] = (
+                    f"entry {entry.id}: the server returned a certificate the agent cannot "
+                    f"read: {problem!r}"
+                )
         for entry_id in pending.keys() - outcomes.keys():
             outcomes[entry_id] = "the server's answer did not include this entry"
         return outcomes
