@@ -53,7 +53,7 @@ from warden.server.app import WardenServer
 from warden.server.metrics import Metrics
 from warden.server.options import HttpApiOptions
 from warden.spiffe import SpiffeId
-from warden.store import Datastore
+from warden.store import Datastore, EntrySpec
 
 AWS = "sts.amazonaws.com"
 
@@ -415,3 +415,102 @@ async def test_revocation_during_issue_leaves_no_user(
     assert len(leases) == 1
     assert leases[0].revoked_at is not None
     assert not password_cluster.role_exists(str(leases[0].details["username"]))
+
+
+@pytest.mark.postgres
+@pytest.mark.xfail(
+    strict=True,
+    reason="REASSIGN OWNED hands a leased user's SECURITY DEFINER functions to "
+    "reassign_owned_to, so code the leased user wrote runs with that role's privileges",
+)
+async def test_reassigned_function_does_not_escalate(
+    broker: DatabaseBroker, password_cluster: PasswordCluster, orders_database: str
+) -> None:
+    # The writer role may insert into orders but not delete. A writer plants a SECURITY
+    # DEFINER function that deletes every order; while the writer owns it, it runs with the
+    # writer's privileges and fails. Revocation reassigns it to the owner of the orders.
+    planter = await broker.issue("writer", str(WORKLOAD), ["team-orders"], actor="test")
+    with user_session(password_cluster, planter, orders_database) as session:
+        session.execute(
+            "CREATE FUNCTION public.wipe() RETURNS void LANGUAGE sql SECURITY DEFINER "
+            "AS $$ DELETE FROM public.orders $$"
+        )
+    await broker.revoke(planter.lease.lease_id, actor="test")
+    caller = await broker.issue("writer", str(WORKLOAD), ["team-orders"], actor="test")
+
+    with (
+        user_session(password_cluster, caller, orders_database) as session,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        session.execute("SELECT public.wipe()")
+    with password_cluster.admin(orders_database) as admin:
+        remaining = admin.execute("SELECT count(*) FROM orders").fetchone()
+
+    assert remaining == (2,)
+
+
+@pytest.fixture
+async def lease_server(
+    tmp_path: Path, password_cluster: PasswordCluster, orders_database: str
+) -> AsyncIterator[tuple[WardenServer, Path]]:
+    """A server with the database API over mTLS and an entry for WORKLOAD; and its CA file."""
+    ca_file, cert_file, key_file = operator_certificate(tmp_path / "operator")
+    instance = start_server(
+        tmp_path,
+        http_api=HttpApiOptions("127.0.0.1", 0, cert_file, key_file),
+        database=lease_settings(password_cluster, orders_database),
+        database_sweep_interval=timedelta(seconds=0.5),
+    )
+    await instance.start()
+    instance.datastore.create_entry(
+        EntrySpec(
+            spiffe_id=str(WORKLOAD),
+            parent_id="spiffe://example.org/spire/agent/join_token/t",
+            selectors=["unix:uid:1000"],
+            owner="team-orders",
+        ),
+        actor="test",
+    )
+    try:
+        yield instance, ca_file
+    finally:
+        await instance.stop()
+
+
+async def call_lease_api(
+    server: WardenServer, ca_file: Path, directory: Path, path: str, body: Any
+) -> httpx.Response:
+    context = client_context(server, ca_file, directory, WORKLOAD)
+    async with https_client(context) as client:
+        return await client.post(base_url(server, "https") + path, json=body)
+
+
+@pytest.mark.postgres
+async def test_huge_lease_durations_rejected(
+    lease_server: tuple[WardenServer, Path], tmp_path: Path
+) -> None:
+    server, ca_file = lease_server
+    issued = await call_lease_api(server, ca_file, tmp_path / "c", "/v1/database/creds/writer", {})
+    lease_id = issued.json()["lease_id"]
+    cases = [
+        ("/v1/database/creds/writer", {"ttl": 10**30}),
+        ("/v1/database/creds/writer", {"ttl": 10**13}),
+        ("/v1/leases/renew", {"lease_id": lease_id, "increment": 10**30}),
+        ("/v1/leases/renew", {"lease_id": lease_id, "increment": 10**13}),
+        ("/v1/leases/renew", {"lease_id": lease_id, "increment": 1e308}),
+        ("/v1/leases/renew", {"lease_id": lease_id, "increment": "3600"}),
+        ("/v1/leases/renew", {"lease_id": ["x"]}),
+        ("/v1/leases/revoke", {"lease_id": "x" * 60_000}),
+    ]
+
+    responses = [
+        await call_lease_api(server, ca_file, tmp_path / "c", path, body) for path, body in cases
+    ]
+
+    assert issued.status_code == 200
+    assert [response.status_code for response in responses] == [400] * len(cases)
+    for response in responses:
+        assert len(response.json()["error_description"]) < 1000
+    lease = server.datastore.get_lease(lease_id)
+    assert lease.revoked_at is None
+    assert lease.expires_at <= lease.max_expires_at

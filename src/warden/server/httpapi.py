@@ -44,6 +44,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from warden.server.http import HttpListener
 from warden.spiffe import SpiffeError, SpiffeId, check_x509_svid_leaf
 from warden.store.errors import DatabaseUnavailable
+from warden.store.leases import MAX_LEASE_ID_LENGTH
 
 if TYPE_CHECKING:
     from warden.credentials import DatabaseBroker, TokenExchanger
@@ -71,6 +72,8 @@ BUNDLE_CHECK_SECONDS = 5.0
 JTI_PRUNE_SECONDS = 60.0
 #: Revoked leases are kept this long for governance, then deleted (their audit records stay).
 LEASE_RETENTION = timedelta(days=30)
+#: Largest `ttl` or `increment` accepted, in seconds (about 31 years).
+MAX_SECONDS = 10**9
 # RFC 6749 section 5.1: token responses must not be cached.
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _FORM = "application/x-www-form-urlencoded"
@@ -397,15 +400,26 @@ def _seconds(document: dict[str, Any], key: str) -> timedelta | None:
     value = document.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise CallerError(400, "invalid_request", f"{key} must be a positive number of seconds")
+    # Beyond datetime's range, a duration would fail as an internal error, not a bad request.
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SECONDS:
+        raise CallerError(
+            400,
+            "invalid_request",
+            f"{key} must be a positive whole number of seconds, at most {MAX_SECONDS}",
+        )
     return timedelta(seconds=value)
 
 
-def _string(document: dict[str, Any], key: str) -> str:
+def _string(document: dict[str, Any], key: str, max_length: int = MAX_LEASE_ID_LENGTH) -> str:
     value = document.get(key)
     if not isinstance(value, str) or not value:
         raise CallerError(400, "invalid_request", f"{key} is missing; send it as a JSON string")
+    if len(value) > max_length:
+        raise CallerError(
+            400,
+            "invalid_request",
+            f"{key} is {len(value)} characters long; the maximum is {max_length}",
+        )
     return value
 
 
