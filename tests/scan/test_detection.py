@@ -301,3 +301,14 @@ def test_provider_token_in_documentation_keeps_confidence(fake):
 )
 def test_hard_coded_credential_check_is_found(text):
     assert _found(text, "auth.go") != []
+
+
+def test_long_line_value_whose_anchor_ends_late(fake):
+    # The generic secret anchor runs up to the first character that is not a letter.
+    letters = fake.chars(string.ascii_letters, 60)
+    secret = letters + fake.chars(string.digits + "+/", 8) + fake.chars(string.ascii_letters, 12)
+    filler = ",".join(f'"field{number}":"value{number}"' for number in range(600))
+    line = "{" + filler + f',"api_secret":"{secret}"' + "}"
+    findings = scan_text(line, "data.json", keyring=_KEYRING)
+    assert [finding.rule_id for finding in findings] == ["generic-secret"]
+    assert findings[0].secret_hash == _KEYRING.secret_hash(secret)

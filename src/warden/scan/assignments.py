@@ -195,8 +195,8 @@ def literal_chain(line: str, first: tuple[str, int, int]) -> tuple[str, int, int
     Perl) on one line, starting from the literal `first` as `_read_quoted` returns it.
 
     Returns the joined value with the start of the first literal and the end of the last,
-    `first` itself when nothing is concatenated, or None when a piece is not a literal
-    (`"Bearer " + token`), because then the value is computed at run time.
+    or `first` itself when nothing is concatenated. Returns None when a piece is not a
+    literal (`"Bearer " + token`), because then the value is computed at run time.
     """
     pieces = [first[0]]
     start, end = first[1], first[2]

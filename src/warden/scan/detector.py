@@ -36,13 +36,14 @@ from warden.scan.rule import Candidate, Check, PlaceholderPolicy, Rule, Tier
 MAX_LINE = 4096
 _BEFORE = 1024
 _AFTER = 16384
-# On long lines a keyed anchor's match is read in a window of `_KEY_WINDOW` characters
-# before its end (the key and operator) and `_VALUE_WINDOW` after (the rest of the value);
-# the value starts at most `_VALUE_SLACK` characters before the end (quotes and the value's
-# first characters, which the anchor spans).
-_KEY_WINDOW = 256
+# On long lines a keyed anchor's match is read backwards from its end. The value starts at
+# most `_VALUE_SLACK` characters before that end, because an anchor spans quotes and at most
+# 101 characters of the value (the generic secret rule's value anchor). The key and its
+# operator lie within `_KEY_WINDOW` characters before the end, and an XML element's value
+# within `_VALUE_WINDOW` after it.
+_KEY_WINDOW = 384
 _VALUE_WINDOW = 1024
-_VALUE_SLACK = 24
+_VALUE_SLACK = 128
 _KEY_CACHE_SIZE = 50_000
 _ALLOW = "warden:allow"
 # Any run of key characters followed by an assignment operator or a quote.
@@ -115,8 +116,8 @@ class _Columns:
     """Turn byte offsets of anchor matches into character columns of their lines.
 
     Byte and character columns differ only after non-ASCII characters, and only long lines
-    need exact columns, so a long non-ASCII line is decoded incrementally as matches move
-    along it (they arrive sorted by offset) instead of from its start for every match.
+    need exact columns. A long non-ASCII line is therefore decoded incrementally as matches
+    move along it (they arrive sorted by offset), not from its start for every match.
     """
 
     def __init__(self, data: bytes, content: FileContent) -> None:
@@ -178,7 +179,7 @@ class Detector:
         """Return the accepted matches in `data`, overlaps resolved, sorted by position.
 
         `text` is the decoded content (or its lines), or None to decode `data` as UTF-8 with
-        replacement characters; it is split into lines only when an anchor matched. `code`
+        replacement characters. It is split into lines only when an anchor matched. `code`
         says whether the file is source code, where an unquoted value is an expression and
         not a literal.
         """
@@ -248,7 +249,7 @@ class Detector:
         value of a Kubernetes Secret.
 
         The pattern rules and the assignments inside the value run as on a configuration
-        file; with `key`, the keyed rules also read the whole value as assigned to `key`.
+        file. With `key`, the keyed rules also read the whole value as assigned to `key`.
         Offsets and lines of the returned matches are relative to `value`; inline
         allowances are left to the caller, who knows where the value sits.
         """

@@ -318,7 +318,9 @@ class _Database:
             b"\0".join(expressions),
             bytes(str(flags), "ascii"),
         )
-        stored = serialized if serialized is not None else compiled.load(key) if cache else None
+        stored = serialized
+        if stored is None and cache:
+            stored = compiled.load(key)
         if stored is not None:
             try:
                 database = hyperscan.loadb(stored, hyperscan.HS_MODE_BLOCK)

@@ -1,7 +1,7 @@
 """Scan large trees and histories in worker processes, one per CPU.
 
 Python runs the rules' checks one core at a time, so a tree above `PARALLEL_BYTES` is split
-into batches of about `BATCH_BYTES` that worker processes scan. Each worker holds its own
+into batches of about `BATCH_BYTES` that worker processes scan. Each worker builds its own
 `Scanner` with the parent's HMAC key, minimum confidence and rules, and loads the parent's
 compiled Hyperscan databases instead of compiling them again. Results come back in
 submission order, so a parallel scan reports what a serial one does.
@@ -47,7 +47,7 @@ BATCH_BYTES = 4 * 1024 * 1024
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    """What a worker needs to build the parent's `Scanner`."""
+    """The settings from which a worker builds the parent's `Scanner`."""
 
     key: bytes
     min_confidence: Confidence
@@ -78,7 +78,12 @@ def worker_count(jobs: int, total_bytes: int) -> int:
     of `PARALLEL_BYTES` or more; 1 means scanning in this process."""
     if jobs < 0:
         raise ValueError(f"invalid number of jobs {jobs}; expected 0 (automatic) or more")
-    wanted = jobs if jobs > 0 else available_cpus() if total_bytes >= PARALLEL_BYTES else 1
+    if jobs > 0:
+        wanted = jobs
+    elif total_bytes >= PARALLEL_BYTES:
+        wanted = available_cpus()
+    else:
+        wanted = 1
     batches = max(1, -(-total_bytes // BATCH_BYTES))
     return max(1, min(wanted, batches))
 

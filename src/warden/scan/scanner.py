@@ -72,8 +72,8 @@ class Scanner:
         lifetime = check.lifetime or rule.lifetime
         confidence = match.confidence
         # Keys, structures and generic values in tests, fixtures, examples, documentation
-        # and docstrings are mostly made up; provider formats are not lowered, because
-        # real tokens get pasted into tests too.
+        # and docstrings are mostly made up. Provider formats are not lowered, because real
+        # tokens get pasted into tests too.
         if rule.tier is not Tier.PROVIDER and (
             match.in_documentation or context.is_test_path(path)
         ):
@@ -269,7 +269,7 @@ def scan_paths(
     that contain them) and return the findings, sorted by path and line.
 
     `workspace` is the folder holding the HMAC key (see `warden.scan.workspace`). `jobs` is
-    the number of worker processes: 0 starts one per CPU when a path holds 64 MB or more
+    the number of worker processes: 0 starts one per CPU when a path contains 64 MB or more
     (see `warden.scan.parallel`), 1 scans in this process. Raises FileNotFoundError for a
     missing path, `gitsource.GitError` when git fails, `workspace.WorkspaceError` when the
     key cannot be loaded, and ValueError for unknown rules or a negative `jobs`.
