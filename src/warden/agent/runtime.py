@@ -307,6 +307,20 @@ class Agent:
                 )
                 await asyncio.sleep(wait)
                 delay = min(delay * 2, self.options.retry_max)
+            except Exception as error:
+                # An update the agent could not apply. The loop must not end, or the entries
+                # it holds stay frozen: reconnect, and the server sends a full update again.
+                wait = _backoff(delay, self.options.retry_max)
+                log.error(
+                    "entry sync failed unexpectedly; reconnecting",
+                    extra={
+                        "address": self.connection.address,
+                        "error": repr(error),
+                        "delay_seconds": round(wait, 1),
+                    },
+                )
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, self.options.retry_max)
 
     async def _renew_loop(self) -> None:
         delay = RETRY_FIRST_SECONDS
@@ -322,7 +336,10 @@ class Agent:
             except AgentRejectedError as error:
                 if await self._rejected(error):
                     return
-            except (ServerUnavailableError, SigningError) as error:
+            except Exception as error:
+                # Besides an unreachable server, storing the renewed SVID can fail (a full
+                # disk) or the server's answer be unreadable. Every failure is retried,
+                # because a loop that ends leaves the agent SVID to expire.
                 current = self.identity
                 assert current is not None
                 if current.expired():
@@ -332,7 +349,7 @@ class Agent:
                 pause = _backoff(delay, self.options.retry_max)
                 log.warning(
                     "agent SVID renewal failed; retrying",
-                    extra={"error": str(error), "delay_seconds": round(pause, 1)},
+                    extra={"error": str(error) or repr(error), "delay_seconds": round(pause, 1)},
                 )
                 await asyncio.sleep(pause)
                 delay = min(delay * 2, self.options.retry_max)
