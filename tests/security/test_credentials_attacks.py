@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -514,3 +515,41 @@ async def test_huge_lease_durations_rejected(
     lease = server.datastore.get_lease(lease_id)
     assert lease.revoked_at is None
     assert lease.expires_at <= lease.max_expires_at
+
+
+@pytest.mark.postgres
+async def test_revocation_cut_by_crash_resumes_at_start(
+    tmp_path: Path, password_cluster: PasswordCluster, orders_database: str
+) -> None:
+    # A server claims a lease, starts revoking it and dies before it finishes. The claim
+    # would keep every sweeper away for two minutes while the user can still log in. The
+    # restarted server has the same server id, so its old claims are stale.
+    options: dict[str, Any] = {
+        "http_api": None,
+        "database": lease_settings(password_cluster, orders_database),
+        "database_sweep_interval": timedelta(seconds=30),
+    }
+    first = start_server(tmp_path, **options)
+    await first.start()
+    try:
+        issued = await first.credentials.broker.issue(
+            "writer", str(WORKLOAD), ["team-orders"], actor="test"
+        )
+        claimed = first.datastore.claim_lease(issued.lease.lease_id, hold=timedelta(minutes=2))
+    finally:
+        await first.stop()
+    assert claimed is not None
+
+    second = start_server(tmp_path, **options)
+    await second.start()
+    try:
+        deadline = time.monotonic() + 10
+        lease = second.datastore.get_lease(issued.lease.lease_id)
+        while lease.revoked_at is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            lease = second.datastore.get_lease(issued.lease.lease_id)
+    finally:
+        await second.stop()
+
+    assert lease.revoked_at is not None
+    assert not password_cluster.role_exists(issued.username)

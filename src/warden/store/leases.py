@@ -385,6 +385,23 @@ class LeaseStore(StoreBase):
             lease_ids = list(connection.execute(query).scalars())
             return self._claim(connection, lease_ids, now, hold)
 
+    def release_own_claims(self) -> int:
+        """Release the claims this server id holds; return how many leases were released.
+
+        Call it at start, before this server claims anything: a claim under this server's id
+        was left by an earlier run that stopped in the middle of a revocation. Its lease
+        ended when it was claimed, so the sweepers revoke it at once instead of waiting for
+        the claim to lapse.
+        """
+        with self._write() as connection:
+            result = connection.execute(
+                update(leases)
+                .where(leases.c.claimed_by == self._server_id)
+                .where(leases.c.revoked_at.is_(None))
+                .values(claimed_by=None, claimed_until=None)
+            )
+        return result.rowcount or 0
+
     def finish_revocation(
         self, lease_id: str, *, reason: str, actor: str, details: Mapping[str, Any] | None = None
     ) -> Lease:

@@ -468,9 +468,20 @@ class DatabaseBroker:
 
         The sweeper sleeps until the next lease is due, at most `sweep_interval`, and wakes
         early when this server issues or renews a lease. The first sweep runs at once, so
-        leases that expired while the server was stopped are revoked at start.
+        leases that expired while the server was stopped are revoked at start, and so are
+        those whose revocation this server left unfinished when it stopped.
         """
         log.info("lease sweeper started", extra={"interval": self._sweep_interval.total_seconds()})
+        try:
+            released = await asyncio.to_thread(self._store.release_own_claims)
+        except Exception as error:  # The claims lapse by themselves; the sweeper must start.
+            log.error("releasing this server's earlier claims failed", extra={"error": str(error)})
+        else:
+            if released:
+                log.info(
+                    "resuming revocations this server left unfinished",
+                    extra={"count": released},
+                )
         while True:
             self._wake.clear()
             try:
