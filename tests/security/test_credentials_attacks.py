@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pwd
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,7 @@ from credentials_support import (
     mint,
     operator_certificate,
 )
-from password_cluster import MANAGER_PASSWORD, OWNER, PasswordCluster
+from password_cluster import MANAGER, MANAGER_PASSWORD, OWNER, PasswordCluster
 
 from warden.credentials import (
     ConnectionSettings,
@@ -553,3 +555,44 @@ async def test_revocation_cut_by_crash_resumes_at_start(
 
     assert lease.revoked_at is not None
     assert not password_cluster.role_exists(issued.username)
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing a file's owner needs root")
+async def test_rotate_root_keeps_password_file_owner(
+    tmp_path: Path, password_cluster: PasswordCluster, orders_database: str
+) -> None:
+    # Operators run `warden creds db rotate-root` with sudo, while the server runs as its
+    # own user and reads the file at each new connection. A file that rotation hands to
+    # root, mode 0600, locks the server out of its database.
+    service = pwd.getpwnam("nobody")
+    password_file = tmp_path / "orders.password"
+    password_file.write_text(MANAGER_PASSWORD + "\n")
+    password_file.chmod(0o600)
+    os.chown(password_file, service.pw_uid, service.pw_gid)
+    tmp_path.chmod(0o755)
+    settings = lease_settings(password_cluster, orders_database)
+    connection = replace(settings.connections["orders"], password=None, password_file=password_file)
+    datastore = Datastore.for_data_dir(tmp_path / "store")
+    broker = DatabaseBroker(
+        replace(settings, connections={"orders": connection}),
+        datastore,
+        clock=lambda: datetime.now(UTC),
+    )
+    try:
+        await broker.rotate_root("orders", actor="unix:root")
+    finally:
+        await broker.close()
+        datastore.close()
+        with password_cluster.admin() as admin:
+            admin.execute(
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(MANAGER), sql.Literal(MANAGER_PASSWORD)
+                )
+            )
+
+    status = password_file.stat()
+    assert status.st_uid == service.pw_uid
+    assert status.st_gid == service.pw_gid
+    assert status.st_mode & 0o777 == 0o600
+    assert password_file.read_text().strip() != MANAGER_PASSWORD

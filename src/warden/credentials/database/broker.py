@@ -101,10 +101,19 @@ def new_password() -> str:
 
 
 def write_secret_file(path: Path, value: str) -> Path:
-    """Write `value` to a new temporary file beside `path`, mode 0600, and return it."""
+    """Write `value` to a new temporary file beside `path`, mode 0600, and return it.
+
+    The file gets the owner and group of `path` when this process may set them (as root),
+    because an operator who runs rotate-root with sudo must not take the file away from the
+    server's user.
+    """
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.fchmod(descriptor, 0o600)
+        with contextlib.suppress(FileNotFoundError):
+            current = os.stat(path)
+            if os.geteuid() == 0:
+                os.fchown(descriptor, current.st_uid, current.st_gid)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(value + "\n")
             handle.flush()
