@@ -344,7 +344,16 @@ class WorkloadApiClient:
                 watch.set_call(call)
                 try:
                     for response in call:
-                        on_update(parse(response))
+                        update = parse(response)
+                        try:
+                            on_update(update)
+                        except Exception as error:
+                            # The subscriber's failure is its own: the thread must keep
+                            # following the stream, or no later rotation reaches anyone.
+                            log.error(
+                                "a Workload API subscriber failed",
+                                extra={"error": repr(error), "path": method},
+                            )
                         delay = RETRY_FIRST_SECONDS
                     problem = WorkloadApiError(f"{method} at {self.address}: the stream ended")
                 except grpc.RpcError as error:

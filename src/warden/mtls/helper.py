@@ -289,7 +289,18 @@ class Helper:
         if config.cmd:
             if self.process is None:
                 command = [config.cmd, *shlex.split(config.cmd_args)]
-                self.process = subprocess.Popen(command)
+                try:
+                    self.process = subprocess.Popen(command)
+                except OSError as error:
+                    # Nothing would use the files: stop with an error rather than keep
+                    # writing them for a program that never ran.
+                    log.error(
+                        "cannot start the managed process; stopping",
+                        extra={"path": config.cmd, "error": str(error)},
+                    )
+                    self.exit_code = 1
+                    self._stop.set()
+                    return
                 log.info(
                     "started the managed process",
                     extra={"path": config.cmd, "caller": self.process.pid},
