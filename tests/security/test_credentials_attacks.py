@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import pwd
+import ssl
 import sys
 import time
 import uuid
@@ -23,6 +24,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from prometheus_client import CollectorRegistry
 from psycopg import sql
 
@@ -31,12 +36,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "credentials"))
 from credentials_support import (
     BILLING,
     DEFAULT_POLICY,
+    ISSUER,
     b64url,
     base_url,
     client_context,
     credential_server_options,
     exchange_form,
     https_client,
+    jwt_signer,
     mint,
     operator_certificate,
 )
@@ -46,16 +53,18 @@ from warden.credentials import (
     ConnectionSettings,
     DatabaseBroker,
     DatabaseSettings,
+    ExchangeRule,
     IssuedCredential,
     LeaseError,
     RoleSettings,
+    SpiffeIdPattern,
     TokenExchangeSettings,
     parse_patterns,
 )
 from warden.server.app import WardenServer
 from warden.server.metrics import Metrics
 from warden.server.options import HttpApiOptions
-from warden.spiffe import SpiffeId
+from warden.spiffe import SpiffeId, mint_jwt_svid
 from warden.store import Datastore, EntrySpec
 
 AWS = "sts.amazonaws.com"
@@ -82,6 +91,42 @@ def unsigned_token(claims: dict[str, Any], header: dict[str, Any] | None = None)
     return ".".join(
         (b64url(json.dumps(header).encode()), b64url(json.dumps(claims).encode()), "A" * 86)
     )
+
+
+def forged_svid(directory: Path, spiffe_id: SpiffeId) -> tuple[Path, Path]:
+    """Write an X509-SVID for `spiffe_id` signed by a CA of its own; return cert and key."""
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "forger")])
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(str(spiffe_id))]),
+            critical=True,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_path = directory / "svid.pem"
+    cert_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    key_path = directory / "svid-key.pem"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
 
 
 # == Token exchange ==========================================================================
@@ -142,6 +187,137 @@ async def test_rejection_audit_bounded_without_tokens(
         assert signature not in log_record.getMessage()
         assert signature not in json.dumps(log_record.__dict__, default=str)
         assert len(json.dumps(log_record.__dict__, default=str)) < 8192
+
+
+async def test_exchanged_token_not_accepted_as_subject(tmp_path: Path) -> None:
+    # A rule may grant the token endpoint's own audience, but a federation token is signed
+    # with a federation key, which is not in the SPIFFE bundle: it cannot be exchanged again
+    # to reset its lifetime or to obtain another audience.
+    loop_rule = ExchangeRule(
+        subjects=(SpiffeIdPattern.parse("spiffe://example.org/billing/*"),),
+        audiences=(ISSUER, AWS),
+    )
+    policy = TokenExchangeSettings(rules=(loop_rule,))
+    async with start_server(tmp_path, token_exchange=policy) as server:
+        first = await post_token(server, exchange_form(mint(server, BILLING), audience=ISSUER))
+        again = await post_token(server, exchange_form(first.json()["access_token"]))
+
+    assert first.status_code == 200
+    assert again.status_code == 400
+    assert again.json()["error"] == "invalid_request"
+    assert "access_token" not in again.json()
+
+
+async def test_forged_subject_tokens_rejected(tmp_path: Path) -> None:
+    async with start_server(tmp_path) as server:
+        signer = jwt_signer(server)
+        now = datetime.now(UTC)
+        foreign = SpiffeId.parse("spiffe://evil.example/billing/api")
+        claims = {"sub": str(BILLING), "aud": [ISSUER], "exp": int(now.timestamp()) + 300}
+        header = {"alg": "ES256", "kid": signer.key_id, "typ": "JWT"}
+        forgeries = {
+            # Signed by this server's key, but naming a trust domain it has no bundle for.
+            "foreign trust domain": mint_jwt_svid(
+                signer, foreign, ISSUER, now, timedelta(minutes=5)
+            ),
+            # Headers that would let the token name its own verification key.
+            "jwk header": unsigned_token(claims, {**header, "jwk": {"kty": "EC"}}),
+            "jku header": unsigned_token(claims, {**header, "jku": "https://127.0.0.1/k"}),
+            "x5u header": unsigned_token(claims, {**header, "x5u": "https://127.0.0.1/c"}),
+            "crit header": unsigned_token(claims, {**header, "crit": ["exp"]}),
+            "unknown kid": unsigned_token(claims, {**header, "kid": "not-a-key"}),
+            "bad signature": unsigned_token(claims, header),
+            "no exp": unsigned_token({"sub": str(BILLING), "aud": [ISSUER]}, header),
+            "exp as string": unsigned_token({**claims, "exp": "9999999999"}, header),
+            "sub not a SPIFFE ID": unsigned_token({**claims, "sub": "billing"}, header),
+            "two dots only": "..",
+            "not base64": "a.b.c",
+        }
+        responses = {
+            name: await post_token(server, exchange_form(token))
+            for name, token in forgeries.items()
+        }
+
+    for name, response in responses.items():
+        assert response.status_code == 400, name
+        assert response.json()["error"] == "invalid_request", name
+        assert "access_token" not in response.json(), name
+
+
+async def test_concurrent_replay_issues_one_token(tmp_path: Path) -> None:
+    async with start_server(tmp_path) as server:
+        token = mint(server, BILLING, extra={"jti": "raced"})
+        async with httpx.AsyncClient(timeout=30) as client:
+            responses = await asyncio.gather(
+                *(
+                    client.post(base_url(server) + "/v1/token", data=exchange_form(token))
+                    for _ in range(20)
+                )
+            )
+        await server.audit.flush()
+        issued = audit_details(server, "token.exchange")
+
+    assert sorted(response.status_code for response in responses) == [200] + [400] * 19
+    assert len(issued) == 1
+
+
+async def test_malformed_bodies_rejected_without_server_error(tmp_path: Path) -> None:
+    form_type = {"Content-Type": "application/x-www-form-urlencoded"}
+    oversized = b"audience=" + b"a" * (70 * 1024)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(80):
+            yield b"a" * 1024
+
+    async with start_server(tmp_path) as server:
+        url = base_url(server) + "/v1/token"
+        async with httpx.AsyncClient(timeout=30) as client:
+            statuses = {
+                "invalid UTF-8": await client.post(
+                    url, content=b"\xff\xfe=\x80", headers=form_type
+                ),
+                "too many fields": await client.post(
+                    url, content="&".join(f"f{n}=v" for n in range(100)), headers=form_type
+                ),
+                "oversized": await client.post(url, content=oversized, headers=form_type),
+                "oversized, chunked": await client.post(url, content=chunks(), headers=form_type),
+                "no content type": await client.post(url, content=b"grant_type=x"),
+                "multipart": await client.post(url, files={"grant_type": b"x"}),
+                "GET": await client.get(url),
+                "percent garbage": await client.post(
+                    url, content=b"grant_type=%ZZ%&subject_token=%", headers=form_type
+                ),
+            }
+            discovery = await client.get(
+                base_url(server) + "/.well-known/openid-configuration",
+                headers={"Host": "evil.example", "X-Forwarded-Host": "evil.example"},
+            )
+
+    for name, response in statuses.items():
+        assert 400 <= response.status_code < 500, name
+        assert "access_token" not in response.text, name
+    assert statuses["oversized"].status_code == 413
+    assert statuses["oversized, chunked"].status_code == 413
+    assert discovery.json()["issuer"] == ISSUER
+    assert discovery.json()["jwks_uri"] == ISSUER + "/keys"
+
+
+async def test_client_certificate_from_foreign_ca_rejected(tmp_path: Path) -> None:
+    # The HTTP API requests a client certificate without requiring one; a certificate that
+    # is sent must chain to the trust bundle, whatever SPIFFE ID it names.
+    ca_file, cert_file, key_file = operator_certificate(tmp_path / "operator")
+    http_api = HttpApiOptions("127.0.0.1", 0, cert_file, key_file)
+    async with start_server(tmp_path, http_api=http_api) as server:
+        context = ssl.create_default_context(cafile=str(ca_file))
+        context.load_cert_chain(*forged_svid(tmp_path / "forged", BILLING))
+        outcome: httpx.Response | Exception
+        try:
+            async with https_client(context) as client:
+                outcome = await client.get(base_url(server, "https") + "/v1/leases")
+        except (httpx.HTTPError, ssl.SSLError) as error:
+            outcome = error
+
+    assert not isinstance(outcome, httpx.Response)
 
 
 # == The HTTP API listener ===================================================================
