@@ -91,8 +91,8 @@ class X509Snapshot:
     def fingerprint(self) -> tuple[object, ...]:
         """Changes whenever anything the workload would receive changes.
 
-        It holds the objects themselves, not their id(): Python gives a new object the
-        address of one just freed, so a rotated SVID could have the id of the one it replaced.
+        It contains the objects themselves, not their id(), because Python gives a new object
+        the address of one just freed: a rotated SVID could have the id of the one it replaced.
         """
         return (self.svids, self.bundle, self.federated)
 
@@ -536,9 +536,9 @@ class Manager:
             except SigningError as problem:
                 outcomes[result.entry_id] = str(problem)
             except Exception as problem:
-                # Parsing is lazy and raises more than ValueError (DuplicateExtension,
-                # UnsupportedAlgorithm); one such certificate must fail its entry only, not
-                # end the task that rotates every SVID of the node.
+                # cryptography parses lazily and raises more than ValueError, such as
+                # DuplicateExtension or UnsupportedAlgorithm. One such certificate must fail
+                # its entry only, not end the task that rotates every SVID of the node.
                 outcomes[result.entry_id] = (
                     f"entry {entry.id}: the server returned a certificate the agent cannot "
                     f"read: {problem!r}"

@@ -308,8 +308,8 @@ class Agent:
                 await asyncio.sleep(wait)
                 delay = min(delay * 2, self.options.retry_max)
             except Exception as error:
-                # An update the agent could not apply. The loop must not end, or the entries
-                # it holds stay frozen: reconnect, and the server sends a full update again.
+                # An update the agent could not apply. The loop must not end, because the
+                # entries would never change again. A new stream starts with a full update.
                 wait = _backoff(delay, self.options.retry_max)
                 log.error(
                     "entry sync failed unexpectedly; reconnecting",
@@ -338,7 +338,7 @@ class Agent:
                     return
             except Exception as error:
                 # Besides an unreachable server, storing the renewed SVID can fail (a full
-                # disk) or the server's answer be unreadable. Every failure is retried,
+                # disk) or the server's response be invalid. Every failure is retried,
                 # because a loop that ends leaves the agent SVID to expire.
                 current = self.identity
                 assert current is not None

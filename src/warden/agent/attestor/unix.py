@@ -66,9 +66,9 @@ class UnixAttestor:
         self.needs_executable = self.config.discover_workload_path
         self._proc = ProcFS(self.config.proc_root)
         self._digests: OrderedDict[_DigestKey, str] = OrderedDict()
-        # Hashing has threads of its own: a caller whose binary takes minutes to hash (a
-        # sparse file of many gigabytes is still a valid ELF) must not hold up the default
-        # executor, on which the agent generates keys for the SVIDs it rotates.
+        # Hashing has threads of its own, because a binary can take minutes to hash (a
+        # sparse file of many gigabytes is still a valid ELF). Such callers must not hold up
+        # the default executor, on which the agent generates the keys of rotated SVIDs.
         self._hash_pool = ThreadPoolExecutor(_HASH_THREADS, thread_name_prefix="warden-sha256")
         # Callers of one binary share the hash in progress instead of each starting one.
         self._hashing: dict[_DigestKey, asyncio.Future[str]] = {}
@@ -136,6 +136,7 @@ class UnixAttestor:
                 f"unix attestor: binary {executable.path} is {status.st_size} bytes, over "
                 f"workload_size_limit {limit}; raise the limit or set it to -1 to skip hashing"
             )
+
         key = (
             status.st_dev,
             status.st_ino,
@@ -147,6 +148,7 @@ class UnixAttestor:
         if cached is not None:
             self._digests.move_to_end(key)
             return cached
+
         pending = self._hashing.get(key)
         if pending is None:
             # The hash reads its own duplicate of the descriptor: the caller's descriptor is
@@ -158,6 +160,7 @@ class UnixAttestor:
             self._hashing[key] = pending
             pending.add_done_callback(lambda done: self._hashed(key, done, descriptor))
         digest = await asyncio.shield(pending)
+
         self._digests[key] = digest
         if len(self._digests) > _DIGEST_CACHE_SIZE:
             self._digests.popitem(last=False)
