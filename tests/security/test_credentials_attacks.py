@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import pwd
+import socket
 import ssl
 import sys
 import time
@@ -55,6 +56,7 @@ from warden.credentials import (
     DatabaseSettings,
     ExchangeRule,
     IssuedCredential,
+    LeaseBusy,
     LeaseError,
     RoleSettings,
     SpiffeIdPattern,
@@ -772,3 +774,85 @@ async def test_rotate_root_keeps_password_file_owner(
     assert status.st_gid == service.pw_gid
     assert status.st_mode & 0o777 == 0o600
     assert password_file.read_text().strip() != MANAGER_PASSWORD
+
+
+@pytest.mark.postgres
+async def test_concurrent_revocations_revoke_once(
+    tmp_path: Path, password_cluster: PasswordCluster, orders_database: str
+) -> None:
+    settings = lease_settings(password_cluster, orders_database)
+    stores = [Datastore.for_data_dir(tmp_path / "store", server_id=name) for name in ("a", "b")]
+    brokers = [DatabaseBroker(settings, store, clock=lambda: datetime.now(UTC)) for store in stores]
+    try:
+        issued = await brokers[0].issue("writer", str(WORKLOAD), ["team-orders"], actor="test")
+        session = user_session(password_cluster, issued, orders_database)
+        lease_id = issued.lease.lease_id
+        outcomes = await asyncio.gather(
+            *(broker.revoke(lease_id, actor="test") for broker in brokers * 3),
+            brokers[1].revoke_prefix("database/orders/", actor="test"),
+            return_exceptions=True,
+        )
+        alive = session_works(session)
+        session.close()
+        records = list(stores[0].iter_audit(action="lease.*"))
+    finally:
+        for broker in brokers:
+            await broker.close()
+        for store in stores:
+            store.close()
+
+    unexpected = [
+        outcome
+        for outcome in outcomes
+        if isinstance(outcome, BaseException) and not isinstance(outcome, LeaseBusy)
+    ]
+    assert unexpected == []
+    assert [record.action for record in records].count("lease.revoke") == 1
+    assert "lease.revoke_failed" not in [record.action for record in records]
+    assert not alive
+    assert not password_cluster.role_exists(issued.username)
+
+
+@pytest.mark.postgres
+async def test_management_password_kept_out_of_errors(
+    tmp_path: Path, password_cluster: PasswordCluster, orders_database: str
+) -> None:
+    secret = "manager-secret-in-url"
+    closed_port = socket.socket()
+    closed_port.bind(("127.0.0.1", 0))
+    port = closed_port.getsockname()[1]
+    closed_port.close()
+    cases = {
+        "closed port": f"postgresql://{MANAGER}:{secret}@127.0.0.1:{port}/{orders_database}",
+        "bad port": f"postgresql://{MANAGER}:{secret}@127.0.0.1:x{port}/{orders_database}",
+        "bad option": f"host=127.0.0.1 password={secret} sslmode=sometimes",
+        "wrong password": (
+            f"postgresql://{MANAGER}:{secret}@127.0.0.1:{password_cluster.port}/{orders_database}"
+        ),
+    }
+    settings = lease_settings(password_cluster, orders_database)
+    datastore = Datastore.for_data_dir(tmp_path / "store")
+    messages = {}
+    try:
+        for name, url in cases.items():
+            connection = replace(settings.connections["orders"], url=url, password=None)
+            broker = DatabaseBroker(
+                replace(settings, connections={"orders": connection}),
+                datastore,
+                clock=lambda: datetime.now(UTC),
+            )
+            try:
+                await broker.issue("writer", str(WORKLOAD), ["team-orders"], actor="test")
+            except LeaseError as error:
+                messages[name] = str(error)
+            finally:
+                await broker.close()
+            assert secret not in repr(connection), name
+        audit = json.dumps([dict(record.details) for record in datastore.iter_audit()])
+    finally:
+        datastore.close()
+
+    assert sorted(messages) == sorted(cases)
+    for name, message in messages.items():
+        assert secret not in message, name
+    assert secret not in audit

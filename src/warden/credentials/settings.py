@@ -102,7 +102,8 @@ class ConnectionSettings:
     """
 
     name: str
-    url: str
+    # A connection_url may carry the password; it is accepted with a warning.
+    url: str = field(repr=False)
     reassign_owned_to: str
     password: str | None = field(default=None, repr=False)
     password_file: Path | None = None
