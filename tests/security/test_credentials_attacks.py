@@ -856,3 +856,98 @@ async def test_management_password_kept_out_of_errors(
     for name, message in messages.items():
         assert secret not in message, name
     assert secret not in audit
+
+
+LEASING_CHILD = """
+import asyncio, sys
+from datetime import UTC, datetime, timedelta
+from warden.credentials import (
+    ConnectionSettings, DatabaseBroker, DatabaseSettings, RoleSettings, parse_patterns,
+)
+from warden.store import Datastore
+
+url, password, owner, data_dir = sys.argv[1:]
+connection = ConnectionSettings(
+    name="orders", url=url, reassign_owned_to=owner, password=password
+)
+role = RoleSettings(
+    name="killed",
+    connection="orders",
+    creation_statements=(
+        "CREATE ROLE \\"{{name}}\\" LOGIN PASSWORD '{{password}}'",
+        "GRANT USAGE, CREATE ON SCHEMA public TO \\"{{name}}\\"",
+    ),
+    allowed_spiffe_ids=parse_patterns(["spiffe://example.org/orders/*"]),
+)
+
+async def main():
+    store = Datastore.for_data_dir(data_dir, server_id="killed-server")
+    broker = DatabaseBroker(
+        DatabaseSettings({"orders": connection}, {"killed": role}),
+        store,
+        clock=lambda: datetime.now(UTC),
+    )
+    number = 0
+    while True:
+        issued = await broker.issue("killed", "spiffe://example.org/orders/api", ["team"], actor="child")
+        print("issued", flush=True)
+        if number % 2:
+            await broker.revoke(issued.lease.lease_id, actor="child")
+            print("revoked", flush=True)
+        number += 1
+
+asyncio.run(main())
+"""
+
+
+def leased_roles(cluster: PasswordCluster) -> set[str]:
+    with cluster.admin() as admin:
+        rows = admin.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE 'w-killed-%'")
+        return {str(row[0]) for row in rows}
+
+
+@pytest.mark.postgres
+async def test_killed_broker_leaves_no_unknown_user(
+    tmp_path: Path, password_cluster: PasswordCluster, orders_database: str
+) -> None:
+    # SIGKILL a process that issues and revokes leases, at three different moments. Every
+    # database user must have a lease, and a restarted broker must revoke them all.
+    url = password_cluster.manager_url(orders_database)
+    data_dir = tmp_path / "store"
+    command = [sys.executable, "-c", LEASING_CHILD, url, MANAGER_PASSWORD, OWNER, str(data_dir)]
+    for lines_before_kill, delay in ((3, 0.0), (6, 0.013), (9, 0.029)):
+        child = await asyncio.create_subprocess_exec(
+            *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        assert child.stdout is not None
+        for _ in range(lines_before_kill):
+            line = await asyncio.wait_for(child.stdout.readline(), 30)
+            assert line, (await child.stderr.read()).decode() if child.stderr else ""
+        await asyncio.sleep(delay)
+        child.kill()
+        await child.wait()
+
+    later = datetime.now(UTC) + timedelta(days=1)
+    store = Datastore.for_data_dir(data_dir, server_id="killed-server", clock=lambda: later)
+    try:
+        leases = store.list_leases(include_revoked=True)
+        users_before = leased_roles(password_cluster)
+        broker = DatabaseBroker(
+            lease_settings(password_cluster, orders_database), store, clock=lambda: later
+        )
+        try:
+            store.release_own_claims()
+            await broker.sweep()
+        finally:
+            await broker.close()
+        swept = store.list_leases(include_revoked=True)
+        verification = store.verify_audit_log()
+    finally:
+        store.close()
+
+    lease_users = {str(lease.details["username"]) for lease in leases}
+    assert len(leases) >= 9
+    assert users_before <= lease_users
+    assert all(lease.revoked_at is not None for lease in swept)
+    assert leased_roles(password_cluster) == set()
+    assert verification.ok, verification.problem
