@@ -119,6 +119,8 @@ class K8sAttestor:
         self._client = self._build_client()
         self._pods: list[dict[str, Any]] = []
         self._pods_fetched_at = float("-inf")
+        #: Counts the pod lists fetched, so that pollers can share a list newer than theirs.
+        self._pods_generation = 0
         self._fetch_lock = asyncio.Lock()
 
     @classmethod
@@ -185,8 +187,9 @@ class K8sAttestor:
         if location.pod_uid is None and location.container_id is None:
             return []
 
+        seen: int | None = None
         for attempt in range(1, self.config.max_poll_attempts + 1):
-            pods = await self._pod_list(fresh=attempt > 1)
+            pods, seen = await self._pod_list(newer_than=seen)
             found = find_workload(pods, location)
             if found is not None:
                 pod, status = found
@@ -205,14 +208,24 @@ class K8sAttestor:
             f"{self.config.max_poll_attempts} attempts"
         )
 
-    async def _pod_list(self, *, fresh: bool) -> list[dict[str, Any]]:
+    async def _pod_list(self, *, newer_than: int | None) -> tuple[list[dict[str, Any]], int]:
+        """Return a pod list and its generation.
+
+        With `newer_than` None, a list up to `POD_LIST_REUSE_SECONDS` old will do. A poller
+        that did not find its pod passes the generation it searched and gets a later list.
+        The list another poller fetched meanwhile counts, so that many pollers cost one
+        kubelet request per round rather than one each.
+        """
         async with self._fetch_lock:
-            age = time.monotonic() - self._pods_fetched_at
-            if not fresh and age < POD_LIST_REUSE_SECONDS:
-                return self._pods
-            self._pods = await self._fetch_pods()
-            self._pods_fetched_at = time.monotonic()
-            return self._pods
+            if newer_than is None:
+                reusable = time.monotonic() - self._pods_fetched_at < POD_LIST_REUSE_SECONDS
+            else:
+                reusable = self._pods_generation > newer_than
+            if not reusable:
+                self._pods = await self._fetch_pods()
+                self._pods_fetched_at = time.monotonic()
+                self._pods_generation += 1
+            return self._pods, self._pods_generation
 
     async def _fetch_pods(self) -> list[dict[str, Any]]:
         try:
