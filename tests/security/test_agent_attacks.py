@@ -15,8 +15,10 @@ tests.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
+import logging
 import os
 import shutil
 import socket
@@ -30,11 +32,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+from cryptography.hazmat.primitives import serialization
 from prometheus_client import CollectorRegistry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "agent"))
 
-from agent_fakes import FakeDockerEngine, docker_inspect, proc_tree
+from agent_fakes import FakeDockerEngine, FakeKubelet, docker_inspect, proc_tree
 from agent_support import (
     LocalCA,
     connect_from_child,
@@ -54,6 +57,7 @@ from warden.agent import (
 from warden.agent.attestor import AttestationError
 from warden.agent.attestor import unix as unix_attestor
 from warden.agent.attestor.docker import DockerAttestor, DockerConfig
+from warden.agent.attestor.k8s import K8sAttestor, K8sConfig
 from warden.agent.attestor.unix import UnixAttestor, UnixConfig
 from warden.agent.caller import Executable, capture_caller
 from warden.agent.nodeattest import JoinTokenAttestor
@@ -62,13 +66,14 @@ from warden.agent.runtime import Agent, AgentOptions
 from warden.agent.state import KEY_IDS, STATE_FILE, AgentIdentity, StateStore, new_key
 from warden.api import workload_pb2, workload_pb2_grpc
 from warden.api.server.v1 import types_pb2
+from warden.logs import JsonFormatter
 from warden.mtls import WorkloadApiClient, X509Context
 from warden.pki.keys import DiskKeyManager
 from warden.server.app import WardenServer
 from warden.server.client import AdminClient
 from warden.server.metrics import Metrics
 from warden.server.options import ServerOptions
-from warden.spiffe import Bundle, SpiffeId, TrustDomain, build_x509_svid
+from warden.spiffe import Bundle, SpiffeId, TrustDomain, build_x509_svid, mint_jwt_svid
 
 HEADER = (("workload.spiffe.io", "true"),)
 UID = os.geteuid()
@@ -228,6 +233,38 @@ async def test_user_cgroup_named_after_container_not_attested(tmp_path: Path) ->
             await attestor.close()
 
     assert "label:app:victim" not in {selector.value for selector in selectors}
+
+
+async def test_unlisted_pods_share_kubelet_requests(tmp_path: Path) -> None:
+    # A process whose cgroup names a pod the kubelet does not list is polled for, which is
+    # right for a container that has just started. Many such callers at once must share
+    # the kubelet's answers: one fresh pod list per poll each would let a single user
+    # flood the kubelet, and queue every other workload's attestation behind those requests.
+    cgroup = (
+        "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod"
+        f"0d3b2a7e_5c41_4f8e_9a6b_1c2d3e4f5a6b.slice/cri-containerd-{OTHER_ID}.scope\n"
+    )
+    attempts = 5
+    callers = 20
+    with proc_tree(tmp_path / "proc", FAKE_PID, cgroup) as proc_root, FakeKubelet() as kubelet:
+        attestor = K8sAttestor(
+            K8sConfig(
+                kubelet_read_only_port=kubelet.port,
+                max_poll_attempts=attempts,
+                poll_retry_interval="50ms",
+                proc_root=str(proc_root),
+            )
+        )
+        try:
+            results = await asyncio.gather(
+                *(attestor.attest(recorded_caller()) for _ in range(callers)),
+                return_exceptions=True,
+            )
+        finally:
+            await attestor.close()
+
+    assert all(isinstance(result, AttestationError) for result in results)
+    assert len(kubelet.requests) <= 2 * attempts
 
 
 # The unix attestor's binary digests.
@@ -710,3 +747,201 @@ async def test_watch_survives_failing_subscriber(socket_dir: Path) -> None:
             client.close()
 
     assert updates[1] == ["spiffe://example.org/web", "spiffe://example.org/api"]
+
+
+# Attacks the Workload API withstands.
+
+
+@pytest.mark.parametrize("value", ["True", "TRUE", "1", "yes", "true ", ""])
+async def test_header_must_be_exactly_true(socket_dir: Path, value: str) -> None:
+    async with running_agent(socket_dir) as agent:
+        agent.register(make_entry("spiffe://example.org/web", f"unix:uid:{UID}"))
+        async with grpc.aio.insecure_channel(f"unix:{agent.socket_path}") as channel:
+            stub = workload_pb2_grpc.SpiffeWorkloadAPIStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.FetchJWTSVID(
+                    workload_pb2.JWTSVIDRequest(audience=["db"]),
+                    metadata=(("workload.spiffe.io", value),),
+                )
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_garbage_bytes_leave_agent_serving(socket_dir: Path) -> None:
+    # Bytes that are not HTTP/2, an HTTP/1.1 request, a connection closed mid-preface and
+    # one reset at once: none may stop the agent or leave a relayed connection behind.
+    payloads = [
+        os.urandom(4096),
+        b"GET / HTTP/1.1\r\nHost: agent\r\n\r\n",
+        b"PRI * HTTP/2.0\r\n",
+        b"",
+    ]
+    async with running_agent(socket_dir) as agent:
+        agent.register(make_entry("spiffe://example.org/web", f"unix:uid:{UID}"))
+        for payload in payloads:
+            reader, writer = await asyncio.open_unix_connection(str(agent.socket_path))
+            writer.write(payload)
+            await writer.drain()
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                await asyncio.wait_for(reader.read(65536), 1)
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+        async with grpc.aio.insecure_channel(f"unix:{agent.socket_path}") as channel:
+            response = await first_x509(workload_pb2_grpc.SpiffeWorkloadAPIStub(channel))
+        await wait_until(lambda: agent.endpoint.connection_count == 0)
+        registered = len(agent.endpoint.callers)
+
+    assert [svid.spiffe_id for svid in response.svids] == ["spiffe://example.org/web"]
+    assert registered == 0
+
+
+async def test_idle_connections_released_on_close(socket_dir: Path) -> None:
+    # Many idle connections cost the agent a relayed connection and a process snapshot
+    # each; all of it must be released when they close, and others still get served.
+    async with running_agent(socket_dir, discover_workload_path=True) as agent:
+        agent.register(make_entry("spiffe://example.org/web", f"unix:uid:{UID}"))
+        descriptors_before = len(os.listdir("/proc/self/fd"))
+        idle = []
+        for _ in range(300):
+            idle.append(await asyncio.open_unix_connection(str(agent.socket_path)))
+        await wait_until(lambda: agent.endpoint.connection_count == 300)
+
+        async with grpc.aio.insecure_channel(f"unix:{agent.socket_path}") as channel:
+            response = await first_x509(workload_pb2_grpc.SpiffeWorkloadAPIStub(channel))
+        for _, writer in idle:
+            writer.close()
+        await wait_until(lambda: agent.endpoint.connection_count == 0)
+        registered = len(agent.endpoint.callers)
+        await wait_until(lambda: len(os.listdir("/proc/self/fd")) <= descriptors_before + 5)
+
+    assert [svid.spiffe_id for svid in response.svids] == ["spiffe://example.org/web"]
+    assert registered == 0
+
+
+async def wait_until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+async def test_caller_gone_before_call_unavailable(socket_dir: Path) -> None:
+    # A process that connects and exits leaves a connection another process could use; the
+    # agent must not attest whatever now runs under that pid.
+    async with running_agent(socket_dir) as agent:
+        agent.register(make_entry("spiffe://example.org/web", f"unix:uid:{UID}"))
+        foreign = await connect_from_child(agent.socket_path, socket_dir)
+        try:
+            foreign.process.kill()
+            await foreign.process.wait()
+            async with grpc.aio.insecure_channel(foreign.target) as channel:
+                stub = workload_pb2_grpc.SpiffeWorkloadAPIStub(channel)
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await first_x509(stub)
+        finally:
+            await foreign.close()
+
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def foreign_token(audience: str, **overrides: object) -> str:
+    """A JWT-SVID signed by a key outside the agent's bundle."""
+    other = LocalCA()
+    spiffe_id = SpiffeId.parse(str(overrides.pop("spiffe_id", "spiffe://example.org/web")))
+    now = overrides.pop("now", datetime.now(UTC))
+    return mint_jwt_svid(other.jwt_signer, spiffe_id, [audience], now)  # type: ignore[arg-type]
+
+
+async def test_validate_rejects_forged_and_misused_tokens(socket_dir: Path) -> None:
+    async with running_agent(socket_dir) as agent:
+        agent.register(make_entry("spiffe://example.org/web", f"unix:uid:{UID}"))
+        signer = agent.ca.jwt_signer
+        web = SpiffeId.parse("spiffe://example.org/web")
+        header, payload, signature = mint_jwt_svid(signer, web, ["db"], datetime.now(UTC)).split(
+            "."
+        )
+        unsigned_header = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=")
+        cases = {
+            "another audience": mint_jwt_svid(signer, web, ["cache"], datetime.now(UTC)),
+            "expired": mint_jwt_svid(
+                signer, web, ["db"], datetime.now(UTC) - timedelta(hours=1), timedelta(minutes=5)
+            ),
+            "signed by another key": foreign_token("db"),
+            "another trust domain": mint_jwt_svid(
+                signer, SpiffeId.parse("spiffe://evil.org/web"), ["db"], datetime.now(UTC)
+            ),
+            "alg none": f"{unsigned_header.decode()}.{payload}.",
+            "tampered payload": f"{header}.{payload[:-4]}AAAA.{signature}",
+            "not a JWT": "x" * 10_000,
+        }
+        codes = {}
+        async with grpc.aio.insecure_channel(f"unix:{agent.socket_path}") as channel:
+            stub = workload_pb2_grpc.SpiffeWorkloadAPIStub(channel)
+            for name, token in cases.items():
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await stub.ValidateJWTSVID(
+                        workload_pb2.ValidateJWTSVIDRequest(audience="db", svid=token),
+                        metadata=HEADER,
+                    )
+                codes[name] = caught.value.code()
+
+    assert codes == dict.fromkeys(cases, grpc.StatusCode.INVALID_ARGUMENT)
+
+
+async def test_logs_carry_no_keys_or_tokens(socket_dir: Path) -> None:
+    # Every call path at debug level, successful and failed: no private key, in PEM, DER or
+    # base64, and no token may reach a log line or its fields.
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("warden")
+    previous_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        async with running_agent(socket_dir) as agent:
+            agent.register(make_entry("spiffe://example.org/web", f"unix:uid:{UID}"))
+            async with grpc.aio.insecure_channel(f"unix:{agent.socket_path}") as channel:
+                stub = workload_pb2_grpc.SpiffeWorkloadAPIStub(channel)
+                x509_response = await first_x509(stub)
+                jwt_response = await stub.FetchJWTSVID(
+                    workload_pb2.JWTSVIDRequest(audience=["db"]), metadata=HEADER
+                )
+                token = jwt_response.svids[0].svid
+                await stub.ValidateJWTSVID(
+                    workload_pb2.ValidateJWTSVIDRequest(audience="db", svid=token),
+                    metadata=HEADER,
+                )
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    await stub.ValidateJWTSVID(
+                        workload_pb2.ValidateJWTSVIDRequest(audience="other", svid=token),
+                        metadata=HEADER,
+                    )
+            agent.delete(*agent.ca.entries.values())
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)
+
+    key_der = x509_response.svids[0].x509_svid_key
+    key = serialization.load_der_private_key(key_der, password=None)
+    secrets = {
+        "token": token,
+        "token signature": token.rsplit(".", 1)[1],
+        "key in base64": base64.b64encode(key_der).decode()[40:80],
+        "key in hex": key_der.hex()[40:80],
+        "key in PEM": key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+        .splitlines()[1],
+    }
+    formatter = JsonFormatter()
+    lines = [formatter.format(record) for record in records]
+    assert len(lines) > 3
+    for name, secret in secrets.items():
+        assert not [line for line in lines if secret in line], f"{name} found in the logs"
