@@ -50,6 +50,7 @@ from credentials_support import (
 )
 from password_cluster import MANAGER, MANAGER_PASSWORD, OWNER, PasswordCluster
 
+from warden.config import ConfigError, load_server_config
 from warden.credentials import (
     ConnectionSettings,
     DatabaseBroker,
@@ -951,3 +952,112 @@ async def test_killed_broker_leaves_no_unknown_user(
     assert all(lease.revoked_at is not None for lease in swept)
     assert leased_roles(password_cluster) == set()
     assert verification.ok, verification.problem
+
+
+# == Configuration ===========================================================================
+
+CONFIG_HEAD = """server {{
+  bind_address = "127.0.0.1"
+  bind_port = "0"
+  trust_domain = "example.org"
+  data_dir = "{data_dir}"
+  jwt_issuer = "https://oidc.example.org"
+}}
+plugins {{
+  NodeAttestor "join_token" {{
+    plugin_data {{}}
+  }}
+}}
+http_api {{
+  bind_address = "127.0.0.1"
+  bind_port = 0
+}}
+"""
+SECRET_URL = "postgresql://warden:SECRET-IN-URL@127.0.0.1/orders"
+
+
+def database_block(role: str = "", connection_name: str = "c") -> str:
+    """A database block whose connection URL carries a password, with `role` appended."""
+    connection = (
+        f'connection "{connection_name}" {{ connection_url = "{SECRET_URL}" '
+        'reassign_owned_to = "o" }'
+    )
+    return f"database {{ {connection} {role} }}"
+
+
+def role_block(connection: str = "c", **overrides: str) -> str:
+    values = {
+        "creation_statements": '["CREATE ROLE \\"{{name}}\\""]',
+        "allowed_spiffe_ids": '["spiffe://example.org/a"]',
+        **overrides,
+    }
+    settings = " ".join(f"{key} = {value}" for key, value in values.items())
+    return f'role "r" {{ connection = "{connection}" {settings} }}'
+
+
+HOSTILE_BLOCKS = {
+    "negative leeway": ('token_exchange { leeway = "-5s" }', "leeway"),
+    "zero max_ttl": ('token_exchange { max_ttl = "0s" }', "max_ttl"),
+    "wildcard inside": (
+        'token_exchange { allow "spiffe://example.org/*/api" { audiences = ["a"] } }',
+        "'*' may only end",
+    ),
+    "any trust domain": (
+        'token_exchange { allow "spiffe://*" { audiences = ["a"] } }',
+        "invalid SPIFFE ID pattern",
+    ),
+    "bare trust domain": (
+        'token_exchange { allow "spiffe://example.org" { audiences = ["a"] } }',
+        "names a trust domain",
+    ),
+    "any actor": (
+        'token_exchange { allow "spiffe://example.org/a" { audiences = ["a"] actors = ["*"] } }',
+        "actors",
+    ),
+    "empty audience": (
+        'token_exchange { allow "spiffe://example.org/a" { audiences = [""] } }',
+        "audiences",
+    ),
+    "rule ttl above max": (
+        'token_exchange { max_ttl = "1h" allow "spiffe://example.org/a" '
+        '{ audiences = ["a"] ttl = "2h" } }',
+        "max_ttl",
+    ),
+    "block twice": ("token_exchange { }\ntoken_exchange { }", "more than once"),
+    "connection name with a path": (
+        database_block(connection_name="../c"),
+        "invalid connection name",
+    ),
+    "statements without the user": (
+        database_block(role_block(creation_statements='["CREATE ROLE x"]')),
+        "{{name}}",
+    ),
+    "role on unknown connection": (database_block(role_block("d")), "is not defined"),
+    "role for any workload": (
+        database_block(role_block(allowed_spiffe_ids='["spiffe://*"]')),
+        "allowed_spiffe_ids",
+    ),
+    "role default above max": (
+        database_block(role_block(default_ttl='"48h"')),
+        "max_ttl",
+    ),
+    "password twice": (
+        'database { connection "c" { connection_url = "postgresql://warden@127.0.0.1/o" '
+        'password = "SECRET-IN-URL" password_file = "/x" reassign_owned_to = "o" } }',
+        "not both",
+    ),
+    "zero sweep interval": ('database { sweep_interval = "0s" }', "sweep_interval"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_BLOCKS))
+def test_hostile_credential_blocks_rejected(tmp_path: Path, case: str) -> None:
+    block, expected = HOSTILE_BLOCKS[case]
+    path = tmp_path / "server.conf"
+    path.write_text(CONFIG_HEAD.format(data_dir=tmp_path / "data") + block + "\n")
+
+    with pytest.raises(ConfigError) as raised:
+        load_server_config(path)
+
+    assert expected in str(raised.value)
+    assert "SECRET-IN-URL" not in str(raised.value)
