@@ -566,6 +566,32 @@ def session_works(session: psycopg.Connection) -> bool:
 
 
 @pytest.mark.postgres
+async def test_lease_ending_at_once_is_lease_error(
+    tmp_path: Path, password_cluster: PasswordCluster, orders_database: str
+) -> None:
+    # Lease ends are rounded down to the second, as VALID UNTIL is written. A one-second
+    # lease requested just before a second ends can end before the datastore stores it.
+    def late_in_second() -> datetime:
+        return datetime.now(UTC).replace(microsecond=0) - timedelta(microseconds=1)
+
+    datastore = Datastore.for_data_dir(tmp_path / "store")
+    broker = DatabaseBroker(
+        lease_settings(password_cluster, orders_database), datastore, clock=late_in_second
+    )
+    try:
+        with pytest.raises(LeaseError, match="TTL"):
+            await broker.issue(
+                "writer", str(WORKLOAD), ["team-orders"], actor="test", ttl=timedelta(seconds=1)
+            )
+        leases = datastore.list_leases(include_revoked=True)
+    finally:
+        await broker.close()
+        datastore.close()
+
+    assert leases == []
+
+
+@pytest.mark.postgres
 async def test_revocation_during_issue_leaves_no_user(
     broker: DatabaseBroker, password_cluster: PasswordCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -213,17 +213,25 @@ class DatabaseBroker:
         password = new_password()
         lease_id = new_lease_id(role.connection, role.name)
 
-        lease = await asyncio.to_thread(
-            self._store.create_lease,
-            lease_id=lease_id,
-            kind=KIND,
-            spiffe_id=spiffe_id,
-            owners=owners,
-            details={"connection": role.connection, "role": role.name, "username": username},
-            expires_at=expires_at,
-            max_expires_at=max_expires_at,
-            actor=actor,
-        )
+        try:
+            lease = await asyncio.to_thread(
+                self._store.create_lease,
+                lease_id=lease_id,
+                kind=KIND,
+                spiffe_id=spiffe_id,
+                owners=owners,
+                details={"connection": role.connection, "role": role.name, "username": username},
+                expires_at=expires_at,
+                max_expires_at=max_expires_at,
+                actor=actor,
+            )
+        except InvalidInput as error:
+            # The lease's end is rounded down to the second, so a TTL of a second or two
+            # can end before the lease is stored.
+            raise LeaseError(
+                f"database role {role_name!r}: TTL {requested} is too short to store a lease "
+                f"({error}); request a few seconds more"
+            ) from None
         try:
             await connection.create_user(
                 role.creation_statements, username, password, lease.expires_at
