@@ -22,6 +22,8 @@ import logging
 import os
 import shutil
 import socket
+import ssl
+import stat
 import sys
 import threading
 import time
@@ -32,10 +34,15 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from OpenSSL import SSL
 from prometheus_client import CollectorRegistry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "agent"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "mtls"))
 
 from agent_fakes import FakeDockerEngine, FakeKubelet, docker_inspect, proc_tree
 from agent_support import (
@@ -45,6 +52,7 @@ from agent_support import (
     public_socket_dir,
     running_agent,
 )
+from mtls_support import StaticSource, issue
 
 from warden.agent import (
     Entry,
@@ -67,7 +75,18 @@ from warden.agent.state import KEY_IDS, STATE_FILE, AgentIdentity, StateStore, n
 from warden.api import workload_pb2, workload_pb2_grpc
 from warden.api.server.v1 import types_pb2
 from warden.logs import JsonFormatter
-from warden.mtls import WorkloadApiClient, X509Context
+from warden.mtls import (
+    PeerRejectedError,
+    WorkloadApiClient,
+    X509Context,
+    authorize_any,
+    authorize_member_of,
+    check_peer,
+    handshake,
+    server_context,
+    ssl_server_context,
+)
+from warden.mtls.tls import MtlsContext
 from warden.pki.keys import DiskKeyManager
 from warden.server.app import WardenServer
 from warden.server.client import AdminClient
@@ -945,3 +964,226 @@ async def test_logs_carry_no_keys_or_tokens(socket_dir: Path) -> None:
     assert len(lines) > 3
     for name, secret in secrets.items():
         assert not [line for line in lines if secret in line], f"{name} found in the logs"
+
+
+# Attacks warden.mtls withstands.
+
+
+def signed_leaf(
+    issuer: x509.Certificate,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    key: ec.EllipticCurvePrivateKey,
+    uris: list[str],
+    *,
+    ca: bool = False,
+    not_before: datetime | None = None,
+    lifetime: timedelta = timedelta(hours=1),
+) -> x509.Certificate:
+    """A certificate with the given URI SANs, signed by any key: how an attacker forges one."""
+    start = not_before or datetime.now(UTC) - timedelta(minutes=1)
+    return (
+        x509.CertificateBuilder()
+        # A name of its own, so that no certificate looks self-issued to OpenSSL.
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, os.urandom(8).hex())]))
+        .issuer_name(issuer.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + lifetime)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri) for uri in uris]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, ca, ca, False, False), critical=True
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .sign(issuer_key, hashes.SHA256())
+    )
+
+
+def forged_client_chains(ca: LocalCA) -> dict[str, tuple[list[x509.Certificate], object]]:
+    """Client chains a peer without the right credentials might present, by attack."""
+    ca_key = ca.ca.private_key
+    workload_key = ec.generate_private_key(ec.SECP256R1())
+    workload = signed_leaf(ca.ca.certificate, ca_key, workload_key, [CLIENT_ID])  # type: ignore[arg-type]
+    forged_key = ec.generate_private_key(ec.SECP256R1())
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    return {
+        # A workload uses its own SVID, which is no CA, to sign one for another ID.
+        "SVID used as a CA": (
+            [signed_leaf(workload, workload_key, forged_key, [ADMIN_ID]), workload],
+            forged_key,
+        ),
+        "expired SVID": (
+            [
+                signed_leaf(
+                    ca.ca.certificate,
+                    ca_key,  # type: ignore[arg-type]
+                    other_key,
+                    [ADMIN_ID],
+                    not_before=datetime.now(UTC) - timedelta(hours=2),
+                )
+            ],
+            other_key,
+        ),
+        "two SPIFFE IDs": (
+            [signed_leaf(ca.ca.certificate, ca_key, other_key, [ADMIN_ID, CLIENT_ID])],  # type: ignore[arg-type]
+            other_key,
+        ),
+        "CA certificate as the leaf": (
+            [signed_leaf(ca.ca.certificate, ca_key, other_key, [ADMIN_ID], ca=True)],  # type: ignore[arg-type]
+            other_key,
+        ),
+        # The trust domain CA's name as issuer, but another key's signature.
+        "our CA's name, another key": (
+            [signed_leaf(ca.ca.certificate, other_key, other_key, [ADMIN_ID])],
+            other_key,
+        ),
+    }
+
+
+ADMIN_ID = "spiffe://example.org/admin"
+CLIENT_ID = "spiffe://example.org/client"
+SERVER_ID = "spiffe://example.org/server"
+
+
+def present_chain(
+    chain: list[x509.Certificate], key: object, server_side: MtlsContext | ssl.SSLContext
+) -> Exception | SpiffeId:
+    """Run one handshake on a socket pair: a raw client presents `chain`, the server checks."""
+    server_socket, client_socket = socket.socketpair()
+    outcome: dict[str, Exception | SpiffeId] = {}
+
+    def serve() -> None:
+        try:
+            if isinstance(server_side, MtlsContext):
+                outcome["result"] = handshake(server_side.connection(server_socket), timeout=5)
+            else:
+                with server_side.wrap_socket(server_socket, server_side=True) as wrapped:
+                    outcome["result"] = check_peer(wrapped)
+        except Exception as error:
+            outcome["result"] = error
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    context.use_certificate(chain[0])  # type: ignore[arg-type]
+    for certificate in chain[1:]:
+        context.add_extra_chain_cert(certificate)  # type: ignore[arg-type]
+    context.use_privatekey(key)  # type: ignore[arg-type]
+    context.set_verify(SSL.VERIFY_NONE)
+    connection = SSL.Connection(context, client_socket)
+    connection.set_connect_state()
+    with contextlib.suppress(SSL.Error, OSError):
+        connection.do_handshake()
+        connection.sendall(b"hello")
+    thread.join(10)
+    client_socket.close()
+    server_socket.close()
+    return outcome["result"]
+
+
+@pytest.mark.parametrize("side", ["pyOpenSSL", "ssl"])
+def test_forged_client_chains_rejected(side: str) -> None:
+    ca = LocalCA()
+    source = StaticSource(issue(ca, SERVER_ID), ca)
+    server_side: MtlsContext | ssl.SSLContext = (
+        server_context(source, authorize_any())
+        if side == "pyOpenSSL"
+        else ssl_server_context(source, authorize_member_of("example.org"))
+    )
+
+    outcomes = {
+        name: present_chain(chain, key, server_side)
+        for name, (chain, key) in forged_client_chains(ca).items()
+    }
+    genuine_key = ec.generate_private_key(ec.SECP256R1())
+    genuine = signed_leaf(ca.ca.certificate, ca.ca.private_key, genuine_key, [CLIENT_ID])  # type: ignore[arg-type]
+    accepted = present_chain([genuine], genuine_key, server_side)
+
+    assert accepted == SpiffeId.parse(CLIENT_ID)
+    for name, outcome in outcomes.items():
+        assert isinstance(outcome, (PeerRejectedError, ssl.SSLError, OSError)), (
+            f"{name}: accepted as {outcome}"
+        )
+
+
+# Crashes and restarts.
+
+AGENT_PROCESS = """
+import asyncio, os, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from agent_support import make_entry, running_agent
+
+async def main():
+    async with running_agent(Path(sys.argv[1])) as agent:
+        agent.register(make_entry("spiffe://example.org/web", f"unix:uid:{os.geteuid()}"))
+        await agent.wait_for_svids(1)
+        print("ready", flush=True)
+        await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+async def test_killed_agent_restarts_on_same_socket(socket_dir: Path) -> None:
+    # SIGKILL leaves the socket file behind; the next agent must take the path over without
+    # an operator removing it, and serve at once.
+    agent_dir = Path(__file__).resolve().parent.parent / "agent"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        AGENT_PROCESS,
+        str(socket_dir),
+        str(agent_dir),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        assert await asyncio.wait_for(process.stdout.readline(), 30) == b"ready\n"
+    finally:
+        process.kill()
+        await process.wait()
+    left_behind = stat.S_ISSOCK((socket_dir / "api.sock").lstat().st_mode)
+
+    async with running_agent(socket_dir) as agent:
+        agent.register(make_entry("spiffe://example.org/web", f"unix:uid:{UID}"))
+        async with grpc.aio.insecure_channel(f"unix:{agent.socket_path}") as channel:
+            response = await first_x509(workload_pb2_grpc.SpiffeWorkloadAPIStub(channel))
+
+    assert left_behind
+    assert [svid.spiffe_id for svid in response.svids] == ["spiffe://example.org/web"]
+
+
+async def test_fetch_write_replaces_planted_symlinks(socket_dir: Path, tmp_path: Path) -> None:
+    # `warden api fetch x509 -write DIR` into a directory where someone planted symbolic
+    # links named like its files: the key must not be written through a link.
+    from warden.cli.workload import _write_context
+
+    target = tmp_path / "elsewhere"
+    target.write_text("not a key")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "svid.0.key").symlink_to(target)
+    async with running_agent(socket_dir) as agent:
+        agent.register(make_entry("spiffe://example.org/web", f"unix:uid:{UID}"))
+        client = WorkloadApiClient(f"unix://{agent.socket_path}")
+        try:
+            context = await asyncio.to_thread(client.fetch_x509_context)
+        finally:
+            client.close()
+    _write_context(context, out)
+
+    key_file = out / "svid.0.key"
+    assert target.read_text() == "not a key"
+    assert not key_file.is_symlink()
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert b"PRIVATE KEY" in key_file.read_bytes()
