@@ -1087,3 +1087,44 @@ def test_hostile_credential_blocks_rejected(tmp_path: Path, case: str) -> None:
 
     assert expected in str(raised.value)
     assert "SECRET-IN-URL" not in str(raised.value)
+
+
+@pytest.mark.postgres
+async def test_logs_and_audit_keep_credentials_out(
+    lease_server: tuple[WardenServer, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server, ca_file = lease_server
+    subject_token = mint(server, BILLING, extra={"jti": "logged-jti"})
+    with caplog.at_level("DEBUG"):
+        async with https_client(ssl.create_default_context(cafile=str(ca_file))) as client:
+            exchanged = await client.post(
+                base_url(server, "https") + "/v1/token", data=exchange_form(subject_token)
+            )
+        issued = await call_lease_api(
+            server, ca_file, tmp_path / "c", "/v1/database/creds/writer", {}
+        )
+        lease_id = issued.json()["lease_id"]
+        renewed = await call_lease_api(
+            server, ca_file, tmp_path / "c", "/v1/leases/renew", {"lease_id": lease_id}
+        )
+        revoked = await call_lease_api(
+            server, ca_file, tmp_path / "c", "/v1/leases/revoke", {"lease_id": lease_id}
+        )
+        await server.audit.flush()
+    secrets = {
+        "access token": exchanged.json()["access_token"].rsplit(".", 1)[1],
+        "subject token": subject_token.rsplit(".", 1)[1],
+        "database password": issued.json()["data"]["password"],
+    }
+    logged = "\n".join(
+        json.dumps(record.__dict__, default=str) + record.getMessage() for record in caplog.records
+    )
+    audit = json.dumps([dict(record.details) for record in server.datastore.iter_audit()])
+    actions = [record.action for record in server.datastore.iter_audit(action="lease.*")]
+
+    assert [exchanged.status_code, issued.status_code, renewed.status_code] == [200] * 3
+    assert revoked.status_code == 200
+    assert actions == ["lease.create", "lease.renew", "lease.revoke"]
+    for name, secret in secrets.items():
+        assert secret not in logged, name
+        assert secret not in audit, name
