@@ -65,6 +65,7 @@ from warden.credentials import (
     parse_patterns,
 )
 from warden.server.app import WardenServer
+from warden.server.httpapi import HttpApi
 from warden.server.metrics import Metrics
 from warden.server.options import HttpApiOptions
 from warden.spiffe import SpiffeId, mint_jwt_svid
@@ -1128,3 +1129,36 @@ async def test_logs_and_audit_keep_credentials_out(
     for name, secret in secrets.items():
         assert secret not in logged, name
         assert secret not in audit, name
+
+
+@pytest.mark.postgres
+async def test_entry_deleted_while_leasing_revokes_lease(
+    lease_server: tuple[WardenServer, Path],
+    tmp_path: Path,
+    password_cluster: PasswordCluster,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The request reads the owners of the caller's entries, then stores the lease. When the
+    # last entry is deleted in between, the deletion's revocation finds no lease yet; the
+    # lease stored after it must not outlive the entry.
+    server, ca_file = lease_server
+    owners = HttpApi._owners
+
+    async def owners_then_delete(api: HttpApi, spiffe_id: SpiffeId) -> list[str]:
+        found = await owners(api, spiffe_id)
+        for entry in server.datastore.list_entries(spiffe_id=str(spiffe_id)):
+            deleted = server.datastore.delete_entry(entry.id, actor="test")
+            await server.entry_deleted(deleted, "test")
+        return found
+
+    monkeypatch.setattr(HttpApi, "_owners", owners_then_delete)
+    response = await call_lease_api(
+        server, ca_file, tmp_path / "c", "/v1/database/creds/writer", {}
+    )
+    leases = server.datastore.list_leases(include_revoked=True)
+
+    assert response.status_code == 403
+    assert "data" not in response.json()
+    assert [lease.revoked_at is not None for lease in leases] == [True] * len(leases)
+    for lease in leases:
+        assert not password_cluster.role_exists(str(lease.details["username"]))

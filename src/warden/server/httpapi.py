@@ -25,6 +25,7 @@ and its sweeper, and the pruning of the `jti` replay cache.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import ssl
@@ -644,6 +645,8 @@ class HttpApi:
         return sorted({entry.owner for entry in entries})
 
     async def database_creds(self, request: Request) -> Response:
+        from warden.credentials import LeaseError, NotAuthorized
+
         async def handle() -> Response:
             broker = self._require_broker()
             peer = self._require_peer(request)
@@ -656,6 +659,17 @@ class HttpApi:
                 actor=str(peer),
                 ttl=_seconds(document, "ttl"),
             )
+            if not await self._owners(peer):
+                # The last entry was deleted after the owners were read, and its deletion
+                # revoked the caller's leases before this one was stored.
+                with contextlib.suppress(LeaseError):
+                    await broker.revoke(
+                        issued.lease.lease_id, actor=str(peer), reason="entry_deleted"
+                    )
+                raise NotAuthorized(
+                    f"{peer} is carried by no registration entry any more, so its new lease "
+                    "was revoked; register the workload with an owner first"
+                )
             return JSONResponse(issued.to_response(self.server.clock()), headers=_NO_STORE)
 
         return await self._guard(request, handle)
