@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import pwd
+import shutil
 import socket
 import ssl
 import sys
@@ -21,8 +22,10 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
+import jwt
 import psycopg
 import pytest
 from cryptography import x509
@@ -31,9 +34,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from prometheus_client import CollectorRegistry
 from psycopg import sql
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "credentials"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "agent"))
 
+from agent_support import make_entry, public_socket_dir, running_agent
 from credentials_support import (
     BILLING,
     DEFAULT_POLICY,
@@ -65,6 +74,7 @@ from warden.credentials import (
     parse_patterns,
 )
 from warden.server.app import WardenServer
+from warden.server.http import HttpListener
 from warden.server.httpapi import HttpApi
 from warden.server.metrics import Metrics
 from warden.server.options import HttpApiOptions
@@ -1162,3 +1172,60 @@ async def test_entry_deleted_while_leasing_revokes_lease(
     assert [lease.revoked_at is not None for lease in leases] == [True] * len(leases)
     for lease in leases:
         assert not password_cluster.role_exists(str(lease.details["username"]))
+
+
+# == The workload CLI ========================================================================
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="warden creds token fetches its JWT-SVID for whatever issuer the -server's "
+    "discovery document names, so the server it is pointed at chooses the audience of the "
+    "bearer token it then receives",
+)
+async def test_creds_token_audience_not_chosen_by_server(tmp_path: Path) -> None:
+    # A server that is not Warden's names another service's audience as its issuer and
+    # collects the subject tokens that workloads send it.
+    victim = "https://victim.example.org"
+    collected: list[str] = []
+
+    async def discovery(request: Request) -> JSONResponse:
+        return JSONResponse({"issuer": victim, "jwks_uri": victim + "/keys"})
+
+    async def token(request: Request) -> JSONResponse:
+        form = parse_qs((await request.body()).decode())
+        collected.extend(form.get("subject_token", []))
+        return JSONResponse({"error": "invalid_request"}, status_code=400)
+
+    impostor = HttpListener(
+        Starlette(
+            routes=[
+                Route("/.well-known/openid-configuration", discovery),
+                Route("/v1/token", token, methods=["POST"]),
+            ]
+        ),
+        "127.0.0.1",
+        0,
+        "impostor",
+    )
+    port = await impostor.start()
+    directory = public_socket_dir()
+    try:
+        async with running_agent(directory) as agent:
+            agent.register(make_entry(str(WORKLOAD), f"unix:uid:{os.geteuid()}"))
+            await agent.wait_for_svids(1)
+            process = await asyncio.create_subprocess_exec(
+                *[sys.executable, "-m", "warden", "creds", "token", "-audience", AWS],
+                *["-server", f"http://127.0.0.1:{port}", "-socketPath", str(agent.socket_path)],
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        await impostor.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+    audiences = [
+        jwt.decode(token, options={"verify_signature": False})["aud"] for token in collected
+    ]
+    assert [audience for audience in audiences if victim in audience] == []
