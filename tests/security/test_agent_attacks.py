@@ -68,7 +68,7 @@ from warden.agent.attestor.docker import DockerAttestor, DockerConfig
 from warden.agent.attestor.k8s import K8sAttestor, K8sConfig
 from warden.agent.attestor.unix import UnixAttestor, UnixConfig
 from warden.agent.caller import Executable, capture_caller
-from warden.agent.nodeattest import JoinTokenAttestor
+from warden.agent.nodeattest import JoinTokenAttestor, X509PopAttestor
 from warden.agent.proc import ProcFS
 from warden.agent.runtime import Agent, AgentOptions
 from warden.agent.state import KEY_IDS, STATE_FILE, AgentIdentity, StateStore, new_key
@@ -644,6 +644,107 @@ async def joined_agent(
         if agent is not None and run is not None:
             agent.stop("test finished")
             await asyncio.wait_for(run, 20)
+        await server.stop()
+
+
+def x509pop_files(directory: Path) -> X509PopAttestor:
+    """A node CA, a node certificate and key for x509pop; return the agent's attestor."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    node_key = ec.generate_private_key(ec.SECP256R1())
+    ca_certificate = signed_leaf_of(ca_key, ca_key, None, ca=True)
+    node_certificate = signed_leaf_of(ca_key, node_key, ca_certificate, ca=False)
+    (directory / "node-ca.pem").write_bytes(ca_certificate.public_bytes(serialization.Encoding.PEM))
+    (directory / "node.pem").write_bytes(node_certificate.public_bytes(serialization.Encoding.PEM))
+    (directory / "node.key").write_bytes(
+        node_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return X509PopAttestor(directory / "node.pem", directory / "node.key", None)
+
+
+def signed_leaf_of(
+    issuer_key: ec.EllipticCurvePrivateKey,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Certificate | None,
+    *,
+    ca: bool,
+) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "node CA" if ca else "node-7")])
+    now = datetime.now(UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer.subject if issuer is not None else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, ca, ca, False, False), critical=True
+        )
+        .sign(issuer_key, hashes.SHA256())
+    )
+
+
+async def test_outage_longer_than_agent_svid_recovers(tmp_path: Path, socket_dir: Path) -> None:
+    # The server is down for longer than the agent SVID lives. Once it is back, an agent
+    # whose node attestor can attest again (x509pop) must do so by itself. An expired
+    # client certificate fails the TLS handshake, so it must not present that one.
+    attestor = x509pop_files(tmp_path)
+    options = ServerOptions(
+        trust_domain=TrustDomain("example.org"),
+        data_dir=tmp_path / "server",
+        bind_address="127.0.0.1",
+        bind_port=free_port(),
+        socket_path=tmp_path / "admin" / "api.sock",
+        node_attestors={"x509pop": {"ca_bundle_path": str(tmp_path / "node-ca.pem")}},
+        ratelimit_attestation=False,
+        event_poll_interval=0.05,
+        agent_ttl=timedelta(seconds=3),
+    )
+    server = WardenServer(options, metrics=Metrics(CollectorRegistry()))
+    await server.start()
+    with AdminClient(str(options.socket_path)) as admin:
+        bundle = await asyncio.to_thread(admin.get_bundle)
+    agent = Agent(
+        AgentOptions(
+            trust_domain=options.trust_domain,
+            server_host="127.0.0.1",
+            server_port=options.bind_port,
+            socket_path=socket_dir / "agent.sock",
+            data_dir=tmp_path / "agent",
+            node_attestor=attestor,
+            key_manager=DiskKeyManager(tmp_path / "agent" / "keys"),
+            workload_attestors=[UnixAttestor()],
+            bootstrap_bundle=Bundle.from_jwks_json(options.trust_domain, bundle.spiffe_json),
+            retry_max=1.0,
+        )
+    )
+    run = asyncio.create_task(agent.run())
+    try:
+        await asyncio.wait_for(agent.synced.wait(), 20)
+        assert agent.identity is not None
+        first = agent.identity
+        await server.stop()
+        while not first.expired():
+            await asyncio.sleep(0.1)
+        server = WardenServer(options, metrics=Metrics(CollectorRegistry()))
+        await server.start()
+
+        deadline = time.monotonic() + 10
+        while agent.identity.chain[0].serial_number == first.chain[0].serial_number:
+            assert not run.done(), f"the agent stopped: {agent.stop_reason}"
+            assert time.monotonic() < deadline, "the agent did not attest again"
+            await asyncio.sleep(0.1)
+        assert not agent.identity.expired()
+        assert agent.identity.spiffe_id == first.spiffe_id
+    finally:
+        agent.stop("test finished")
+        await asyncio.wait_for(run, 20)
         await server.stop()
 
 

@@ -128,6 +128,10 @@ class Agent:
 
     def _credentials(self) -> ClientCredentials:
         identity = self.identity
+        if identity is not None and identity.expired():
+            # The server's TLS handshake rejects an expired client certificate, so attesting
+            # again goes without one. The server is still verified with the latest bundle.
+            return ClientCredentials(identity.bundle.to_pem().encode())
         if identity is not None:
             return ClientCredentials(
                 identity.bundle.to_pem().encode(), identity.chain, identity.key
