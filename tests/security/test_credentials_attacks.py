@@ -73,6 +73,7 @@ from warden.credentials import (
     TokenExchangeSettings,
     parse_patterns,
 )
+from warden.credentials.database.postgres import PRIVILEGE_LOCK_KEY
 from warden.server.app import WardenServer
 from warden.server.http import HttpListener
 from warden.server.httpapi import HttpApi
@@ -1229,3 +1230,36 @@ async def test_creds_token_audience_not_chosen_by_server(tmp_path: Path) -> None
         jwt.decode(token, options={"verify_signature": False})["aud"] for token in collected
     ]
     assert [audience for audience in audiences if victim in audience] == []
+
+
+@pytest.mark.postgres
+@pytest.mark.xfail(
+    strict=True,
+    reason="grants take a fixed, public advisory lock key; any leased user can hold it with "
+    "pg_advisory_lock and block every new lease of the connection",
+)
+async def test_leased_user_cannot_block_new_leases(
+    tmp_path: Path, password_cluster: PasswordCluster, orders_database: str
+) -> None:
+    settings = lease_settings(password_cluster, orders_database)
+    connection = replace(settings.connections["orders"], statement_timeout=timedelta(seconds=2))
+    datastore = Datastore.for_data_dir(tmp_path / "store")
+    broker = DatabaseBroker(
+        replace(settings, connections={"orders": connection}),
+        datastore,
+        clock=lambda: datetime.now(UTC),
+    )
+    try:
+        holder = await broker.issue("writer", str(WORKLOAD), ["team-orders"], actor="test")
+        with user_session(password_cluster, holder, orders_database) as session:
+            session.execute("SELECT pg_advisory_lock(%s)", (PRIVILEGE_LOCK_KEY,))
+            outcome: IssuedCredential | LeaseError
+            try:
+                outcome = await broker.issue("writer", str(WORKLOAD), ["team-orders"], actor="test")
+            except LeaseError as error:
+                outcome = error
+    finally:
+        await broker.close()
+        datastore.close()
+
+    assert isinstance(outcome, IssuedCredential), str(outcome)
