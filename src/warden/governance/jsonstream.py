@@ -22,7 +22,19 @@ CHUNK_CHARS = 1 << 20
 # Largest single event accepted, in characters; CloudTrail events are far smaller.
 MAX_EVENT_CHARS = 64 << 20
 
-_decoder = json.JSONDecoder()
+
+def _null_constant(_name: str) -> None:
+    return None
+
+
+# NaN and Infinity are not JSON, but Python's parser accepts them; reading them as null keeps
+# them out of reports, which must stay valid JSON.
+_decoder = json.JSONDecoder(parse_constant=_null_constant)
+
+
+def loads(text: str) -> Any:
+    """Parse a JSON document, reading NaN and Infinity as null."""
+    return _decoder.decode(text)
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,13 @@ once and contributes nothing, because its permissions are unknown.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from warden.governance import jsonstream
 from warden.governance.iam.policy import PolicySource, Statement, parse_statements
 
 
@@ -76,7 +78,7 @@ def load(path: Path) -> AuthorizationDetails:
     Raises ValueError naming the file when it is not JSON or lacks every expected list.
     """
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = jsonstream.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"{path}: cannot read authorization details: {error}") from error
     if not isinstance(document, dict) or not any(
@@ -90,9 +92,26 @@ def load(path: Path) -> AuthorizationDetails:
 
 
 def parse(document: dict[str, Any]) -> AuthorizationDetails:
+    """Build principals from the export; an item of an unexpected shape becomes a problem."""
     problems: list[str] = []
     policies: dict[str, ManagedPolicy] = {}
-    for item in document.get("Policies", []) or []:
+
+    def each(key: str, add: Callable[[dict[str, Any]], None]) -> None:
+        items = document.get(key) or []
+        if not isinstance(items, list):
+            problems.append(f"{key} is not a list; it is skipped")
+            return
+        for index, item in enumerate(items, start=1):
+            try:
+                if not isinstance(item, dict):
+                    raise TypeError(f"expected an object, found {type(item).__name__}")
+                add(item)
+            except (AttributeError, TypeError, ValueError) as error:
+                problems.append(
+                    f"{key} item {index} has an unexpected structure ({error}); it is skipped"
+                )
+
+    def add_policy(item: dict[str, Any]) -> None:
         arn = item.get("Arn", "")
         versions = item.get("PolicyVersionList", []) or []
         default = next((v for v in versions if v.get("IsDefaultVersion")), None)
@@ -101,6 +120,7 @@ def parse(document: dict[str, Any]) -> AuthorizationDetails:
         statements = parse_statements(default.get("Document") if default else None, source)
         policies[arn] = ManagedPolicy(arn, name, statements, len(versions), ":aws:policy/" in arn)
 
+    each("Policies", add_policy)
     missing: set[str] = set()
 
     def managed(attached: list[dict[str, Any]], via: str) -> tuple[list[Statement], list[str]]:
@@ -126,7 +146,8 @@ def parse(document: dict[str, Any]) -> AuthorizationDetails:
         return statements
 
     groups: dict[str, Group] = {}
-    for item in document.get("GroupDetailList", []) or []:
+
+    def add_group(item: dict[str, Any]) -> None:
         name = item.get("GroupName", "")
         via = f"group {name}"
         attached, arns = managed(item.get("AttachedManagedPolicies", []), via)
@@ -137,8 +158,10 @@ def parse(document: dict[str, Any]) -> AuthorizationDetails:
             managed_policy_arns=arns,
         )
 
+    each("GroupDetailList", add_group)
     principals: dict[str, Principal] = {}
-    for item in document.get("UserDetailList", []) or []:
+
+    def add_user(item: dict[str, Any]) -> None:
         statements = inline(item.get("UserPolicyList", []), "")
         attached, arns = managed(item.get("AttachedManagedPolicies", []), "")
         statements.extend(attached)
@@ -155,7 +178,9 @@ def parse(document: dict[str, Any]) -> AuthorizationDetails:
         principal = _principal(item, "user", statements, member_of, arns, policies, missing)
         principals[principal.arn] = principal
 
-    for item in document.get("RoleDetailList", []) or []:
+    each("UserDetailList", add_user)
+
+    def add_role(item: dict[str, Any]) -> None:
         statements = inline(item.get("RolePolicyList", []), "")
         attached, arns = managed(item.get("AttachedManagedPolicies", []), "")
         statements.extend(attached)
@@ -179,6 +204,7 @@ def parse(document: dict[str, Any]) -> AuthorizationDetails:
         principal.last_used_at = parse_time(last_used)
         principals[principal.arn] = principal
 
+    each("RoleDetailList", add_role)
     problems.extend(
         f"managed policy {arn} is attached but not in the export; its permissions are not evaluated"
         for arn in sorted(missing)

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from warden.governance import jsonstream
 from warden.governance.iam.authorization import parse_time
 from warden.governance.model import Inventory, Kind, Provider
 
@@ -41,7 +42,7 @@ def add_export(inventory: Inventory, path: Path) -> None:
 def _add_file(inventory: Inventory, path: Path) -> None:
     text_path = str(path)
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = jsonstream.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:
         inventory.warn(SOURCE, text_path, f"cannot read file: {error}")
         return
@@ -60,16 +61,27 @@ def _add_file(inventory: Inventory, path: Path) -> None:
     for index, item in enumerate(document):
         if not isinstance(item, dict):
             continue
-        if "app_slug" in item or "app_id" in item:
-            _add_installation(inventory, item)
-        elif "key" in item or "read_only" in item:
-            _add_deploy_key(inventory, item, repository, text_path, index)
-        else:
+        try:
+            _add_item(inventory, item, repository, text_path, index)
+        except (AttributeError, TypeError, ValueError) as error:
             inventory.warn(
                 SOURCE,
                 text_path,
-                f"item {index} is neither a deploy key nor an app installation; skipped",
+                f"item {index} has an unexpected structure ({error}); it is skipped",
             )
+
+
+def _add_item(
+    inventory: Inventory, item: dict[str, Any], repository: str | None, path: str, index: int
+) -> None:
+    if "app_slug" in item or "app_id" in item:
+        _add_installation(inventory, item)
+    elif "key" in item or "read_only" in item:
+        _add_deploy_key(inventory, item, repository, path, index)
+    else:
+        inventory.warn(
+            SOURCE, path, f"item {index} is neither a deploy key nor an app installation; skipped"
+        )
 
 
 def _add_deploy_key(
@@ -105,16 +117,18 @@ def _add_deploy_key(
 def _add_installation(inventory: Inventory, item: dict[str, Any]) -> None:
     slug = str(item.get("app_slug") or item.get("app_id"))
     account = (item.get("account") or {}).get("login", "")
+    permissions = item.get("permissions") or {}
+    # Read before the identity is added, so that a malformed item adds nothing.
+    write_permissions = sorted(
+        name
+        for name, level in permissions.items()
+        if level in WRITE_LEVELS and name in SENSITIVE_PERMISSIONS
+    )
     identity_id = f"github:app:{account}:{slug}"
     identity = inventory.identity(identity_id, Kind.GITHUB_APP, Provider.GITHUB, slug, SOURCE)
     identity.account = account
     identity.created_at = parse_time(item.get("created_at"))
     identity.enabled = item.get("suspended_at") is None
-    permissions = item.get("permissions") or {}
     identity.facts["permissions"] = permissions
     identity.facts["repository_selection"] = item.get("repository_selection")
-    identity.facts["write_permissions"] = sorted(
-        name
-        for name, level in permissions.items()
-        if level in WRITE_LEVELS and name in SENSITIVE_PERMISSIONS
-    )
+    identity.facts["write_permissions"] = write_permissions

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from warden.governance import jsonstream
 from warden.governance.iam.authorization import parse_time
 from warden.governance.model import Identity, Inventory, Kind, Provider
 from warden.governance.workspace import IngestStats, LogKind, Workspace
@@ -24,6 +25,8 @@ SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 LEGACY_TOKEN_TYPE = "kubernetes.io/service-account-token"  # noqa: S105
 LEGACY_TOKEN_LAST_USED = "kubernetes.io/legacy-token-last-used"  # noqa: S105
 FILE_PATTERNS = ("*.json", "*.jsonl", "*.log", "*.json.gz", "*.jsonl.gz", "*.log.gz", "*.ndjson")
+# What a JSON value of the wrong type raises when an object is read as documented.
+_SHAPE_ERRORS = (AttributeError, TypeError, ValueError)
 
 
 def service_account_id(namespace: str, name: str) -> str:
@@ -49,27 +52,36 @@ def add_objects(inventory: Inventory, path: Path) -> None:
     if items is None:
         return
 
-    by_kind: dict[str, list[dict[str, Any]]] = {}
-    for item in items:
+    by_kind: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for index, item in enumerate(items, start=1):
         if isinstance(item, dict):
-            by_kind.setdefault(str(item.get("kind")), []).append(item)
+            by_kind.setdefault(str(item.get("kind")), []).append((index, item))
 
     # Service accounts first, so that the objects naming them find their labels in place.
-    for item in by_kind.get("ServiceAccount", []):
-        _add_service_account(inventory, item)
-    for item in by_kind.get("Secret", []):
-        _add_token_secret(inventory, item)
-    for item in by_kind.get("RoleBinding", []) + by_kind.get("ClusterRoleBinding", []):
-        _add_binding(inventory, item)
-    for item in by_kind.get("Pod", []):
-        _add_pod(inventory, item)
+    for kinds, add in (
+        (("ServiceAccount",), _add_service_account),
+        (("Secret",), _add_token_secret),
+        (("RoleBinding", "ClusterRoleBinding"), _add_binding),
+        (("Pod",), _add_pod),
+    ):
+        for kind in kinds:
+            for index, item in by_kind.get(kind, []):
+                try:
+                    add(inventory, item)
+                except _SHAPE_ERRORS as error:
+                    inventory.warn(
+                        OBJECTS_SOURCE,
+                        str(path),
+                        f"item {index} ({kind}) has an unexpected structure ({error}); "
+                        "it is skipped",
+                    )
 
 
 def _load_items(inventory: Inventory, path: Path) -> list[Any] | None:
     """Read the export's items, or warn and return None when the file cannot be used."""
     text_path = str(path)
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = jsonstream.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:
         inventory.warn(OBJECTS_SOURCE, text_path, f"cannot read file: {error}")
         return None
@@ -262,7 +274,8 @@ def _summarise_audit_objects(workspace: Workspace, inventory: Inventory) -> None
     """Apply objects created through the API: service accounts, token secrets, bindings."""
     rows = workspace.connection.execute(
         """
-        SELECT operation, resource, principal, event_time, CAST(request_parameters AS VARCHAR)
+        SELECT operation, resource, principal, event_time, CAST(request_parameters AS VARCHAR),
+               file
         FROM events
         WHERE source = 'k8s_audit' AND outcome IS NULL AND request_parameters IS NOT NULL
           AND operation IN ('create', 'update', 'patch')
@@ -271,32 +284,51 @@ def _summarise_audit_objects(workspace: Workspace, inventory: Inventory) -> None
         ORDER BY event_time
         """
     ).fetchall()
-    for _operation, resource, creator, when, text in rows:
+    for _operation, resource, creator, when, text, file in rows:
         try:
             item = json.loads(text)
         except ValueError:
             continue
         if not isinstance(item, dict):
             continue
-        metadata = item.setdefault("metadata", {}) or {}
-        namespace = (resource or "").split("/", 1)[0] if "/" in (resource or "") else None
-        if namespace and not metadata.get("namespace"):
-            metadata["namespace"] = namespace
-        kind = item.get("kind")
-        if kind == "ServiceAccount":
-            identity = _service_account(
-                inventory, metadata.get("namespace", "default"), metadata.get("name", "")
+        try:
+            _apply_audit_object(inventory, item, resource, creator, when)
+        except _SHAPE_ERRORS as error:
+            inventory.warn(
+                AUDIT_SOURCE,
+                str(file),
+                f"the {item.get('kind')} object of a request at {when} has an unexpected "
+                f"structure ({error}); it is skipped",
             )
-            identity.sources.add(AUDIT_SOURCE)
-            identity.created_at = identity.created_at or when
-            if creator and identity.created_by is None:
-                identity.created_by = creator
-                identity.facts["created_by_event"] = "create serviceaccounts"
-        elif kind == "Secret":
-            metadata.setdefault("creationTimestamp", when.isoformat() if when else None)
-            _add_token_secret(inventory, item)
-        elif kind in ("RoleBinding", "ClusterRoleBinding"):
-            _add_binding(inventory, item)
+
+
+def _apply_audit_object(
+    inventory: Inventory,
+    item: dict[str, Any],
+    resource: str | None,
+    creator: str | None,
+    when: datetime | None,
+) -> None:
+    """Apply one object created or changed through the API, as its export would."""
+    metadata = item.setdefault("metadata", {}) or {}
+    namespace = (resource or "").split("/", 1)[0] if "/" in (resource or "") else None
+    if namespace and not metadata.get("namespace"):
+        metadata["namespace"] = namespace
+    kind = item.get("kind")
+    if kind == "ServiceAccount":
+        identity = _service_account(
+            inventory, metadata.get("namespace", "default"), metadata.get("name", "")
+        )
+        identity.sources.add(AUDIT_SOURCE)
+        identity.created_at = identity.created_at or when
+        if creator and identity.created_by is None:
+            identity.created_by = creator
+            identity.facts["created_by_event"] = "create serviceaccounts"
+    elif kind == "Secret":
+        metadata.setdefault("creationTimestamp", when.isoformat() if when else None)
+        _add_token_secret(inventory, item)
+    elif kind in ("RoleBinding", "ClusterRoleBinding"):
+        _add_binding(inventory, item)
 
 
 def _widen(identity: Identity, first: datetime | None, last: datetime | None) -> None:
