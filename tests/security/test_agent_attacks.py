@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import shutil
+import signal
 import socket
 import ssl
 import stat
@@ -837,6 +838,77 @@ async def test_helper_exits_when_cmd_cannot_start(socket_dir: Path, tmp_path: Pa
 
     assert process.returncode != 0
     assert b"/nonexistent/warden-test-server" in stderr
+
+
+@needs_root
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
+async def test_helper_signals_only_pid_file_owners_processes(
+    socket_dir: Path, tmp_path: Path
+) -> None:
+    # A helper running as root signals the process in pid_file_name after each update. If
+    # an unprivileged user owns that file (postgres owns postmaster.pid), they could write
+    # any pid into it and have root send renew_signal there: SIGUSR1 ends most processes.
+    victim = await asyncio.create_subprocess_exec("sleep", "60")
+    own = await asyncio.create_subprocess_exec(
+        "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "sleep", "60"
+    )
+    pid_files = tmp_path / "run"
+    pid_files.mkdir()
+    hostile = pid_files / "hostile.pid"
+    hostile.write_text(f"{victim.pid}\n")
+    legitimate = pid_files / "legitimate.pid"
+    legitimate.write_text(f"{own.pid}\n")
+    for path in (hostile, legitimate):
+        os.chown(path, NOBODY, NOBODY)
+    helpers = []
+    try:
+        async with running_agent(socket_dir) as agent:
+            agent.register(make_entry("spiffe://example.org/web", f"unix:uid:{UID}"))
+            for name, pid_file in (("hostile", hostile), ("legitimate", legitimate)):
+                config = tmp_path / f"{name}.conf"
+                (tmp_path / name).mkdir()
+                config.write_text(
+                    f'agent_address = "{agent.socket_path}"\n'
+                    f'cert_dir = "{tmp_path / name}"\n'
+                    'svid_file_name = "svid.pem"\n'
+                    'svid_key_file_name = "svid_key.pem"\n'
+                    'svid_bundle_file_name = "bundle.pem"\n'
+                    f'pid_file_name = "{pid_file}"\n'
+                    'renew_signal = "SIGUSR1"\n'
+                )
+                helpers.append(
+                    await asyncio.create_subprocess_exec(
+                        sys.executable,
+                        "-m",
+                        "warden",
+                        "helper",
+                        "-config",
+                        str(config),
+                        stderr=asyncio.subprocess.DEVNULL,
+                    )
+                )
+            await wait_until(lambda: own.returncode is not None or bool(has_exited(own.pid)))
+            await asyncio.sleep(0.5)
+            victim_alive = victim.returncode is None and not has_exited(victim.pid)
+    finally:
+        for process in (*helpers, victim, own):
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+    assert victim_alive, (
+        "the helper sent renew_signal to a process the PID file's owner does not own"
+    )
+    assert own.returncode == -signal.SIGUSR1
+
+
+def has_exited(pid: int) -> bool:
+    """Tell whether `pid` has exited (a zombie counts), without reaping it."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"
 
 
 async def test_watch_survives_failing_subscriber(socket_dir: Path) -> None:

@@ -339,10 +339,24 @@ class Helper:
     def _signal_pid_file(self) -> None:
         path = Path(self.config.pid_file_name)
         try:
+            owner = path.stat().st_uid
             pid = int(path.read_text().split()[0])
         except (OSError, ValueError, IndexError) as error:
             log.error(
                 "cannot read the PID file to signal", extra={"path": str(path), "error": str(error)}
+            )
+            return
+        # Whoever owns the PID file chooses the pid. Unless that is root or the helper's own
+        # user, signal only a process the owner could signal itself, so that the owner cannot
+        # make a helper running as root send renew_signal to another user's process.
+        if owner not in (0, os.geteuid()) and owner not in _process_uids(pid):
+            log.error(
+                "the PID file names a process of another user; not signalling it",
+                extra={
+                    "path": str(path),
+                    "caller": pid,
+                    "error": f"the PID file belongs to uid {owner}, the process does not",
+                },
             )
             return
         try:
@@ -442,6 +456,19 @@ class Helper:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def _process_uids(pid: int) -> tuple[int, ...]:
+    """Return the real and saved uid of `pid`, the ids a signal's sender must match."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return ()
+    for line in status.splitlines():
+        if line.startswith("Uid:"):
+            real, _, saved = line.split()[1:4]
+            return (int(real), int(saved))
+    return ()
 
 
 def config_from_mapping(values: Mapping[str, Any]) -> HelperConfig:
