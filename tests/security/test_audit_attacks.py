@@ -32,11 +32,11 @@ from warden.governance import (
     AuditError,
     AuditOptions,
     AuditReport,
+    jsonstream,
     render_html,
     render_table,
     run_audit,
 )
-from warden.governance import jsonstream
 
 AS_OF = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
 ACCOUNT = "123456789012"

@@ -26,6 +26,8 @@ from warden.cli._sources import (
 )
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from warden.governance import AuditReport
 
 # Exit codes for CI pipelines.
@@ -179,14 +181,25 @@ def audit(
         try:
             report = run_audit(options)
         except AuditError as error:
-            console.print(f"[red]error:[/red] {error}", highlight=False)
+            _print_error(console, str(error))
             raise typer.Exit(EXIT_INPUT) from None
 
-    _write(report, output_format, output)
+    try:
+        _write(report, output_format, output)
+    except OSError as error:
+        _print_error(console, f"cannot write the report to {output}: {error.strerror or error}")
+        raise typer.Exit(EXIT_INPUT) from None
     worst = report.max_severity()
     if threshold is not None and worst is not None and worst >= threshold:
         console.print(f"failing: a finding has severity {worst}, at or above --fail-on {threshold}")
         raise typer.Exit(EXIT_FINDINGS)
+
+
+def _print_error(console: Console, message: str) -> None:
+    """Print an error whose text may quote input, such as a file name, without markup."""
+    from rich.text import Text
+
+    console.print(Text("error: ", style="red") + Text(message), highlight=False, soft_wrap=True)
 
 
 def _write(report: AuditReport, output_format: OutputFormat, output: Path | None) -> None:

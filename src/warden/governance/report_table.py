@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from rich.table import Table
@@ -21,6 +22,16 @@ SEVERITY_STYLES = {
     Severity.LOW: "cyan",
     Severity.INFO: "dim",
 }
+# C0 and C1 control characters other than tab and newline: ESC starts terminal sequences
+# that can clear the screen, write the clipboard or hide a link, so none reaches the terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _plain(value: object) -> Text:
+    """Return input text as a Rich Text: markup such as `[bold]` shows as typed."""
+    return Text(_CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", str(value)))
+
+
 LEVEL_STYLES = {
     "critical": "bold white on red",
     "high": "bold red",
@@ -58,11 +69,11 @@ def render_table(report: AuditReport, console: Console, limit: int = 25) -> None
         last_used = identity.last_used_at.strftime("%Y-%m-%d") if identity.last_used_at else "never"
         identities.add_row(
             Text(f"{risk.score} {risk.level}", style=LEVEL_STYLES[risk.level]),
-            identity.id,
-            str(identity.kind),
-            identity.owner or Text("unknown", style="red"),
+            _plain(identity.id),
+            _plain(identity.kind),
+            _plain(identity.owner) if identity.owner else Text("unknown", style="red"),
             last_used,
-            risk.reasons[0] if risk.reasons else "",
+            _plain(risk.reasons[0] if risk.reasons else ""),
         )
     console.print(identities)
 
@@ -74,20 +85,20 @@ def render_table(report: AuditReport, console: Console, limit: int = 25) -> None
     for item in report.findings[:limit]:
         findings.add_row(
             Text(str(item.severity), style=SEVERITY_STYLES[item.severity]),
-            item.check,
-            item.identity,
-            item.title,
+            _plain(item.check),
+            _plain(item.identity),
+            _plain(item.title),
         )
     console.print(findings)
 
     for expired in report.expired_suppressions:
         console.print(
-            f"[yellow]expired suppression[/yellow] {expired['check']} on "
-            f"{expired['identity']}: {expired['message']}"
+            Text("expired suppression ", style="yellow")
+            + _plain(f"{expired['check']} on {expired['identity']}: {expired['message']}")
         )
     if report.warnings:
         console.print(
             f"[yellow]{len(report.warnings)} input warnings[/yellow] (the audit read the rest):"
         )
         for warning in report.warnings[:limit]:
-            console.print(f"  {warning}", markup=False, highlight=False)
+            console.print(_plain(f"  {warning}"), highlight=False)

@@ -25,7 +25,7 @@ SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 LEGACY_TOKEN_TYPE = "kubernetes.io/service-account-token"  # noqa: S105
 LEGACY_TOKEN_LAST_USED = "kubernetes.io/legacy-token-last-used"  # noqa: S105
 FILE_PATTERNS = ("*.json", "*.jsonl", "*.log", "*.json.gz", "*.jsonl.gz", "*.log.gz", "*.ndjson")
-# What a JSON value of the wrong type raises when an object is read as documented.
+# Errors that a JSON value of the wrong type raises when an object is read as documented.
 _SHAPE_ERRORS = (AttributeError, TypeError, ValueError)
 
 
