@@ -74,6 +74,7 @@ from warden.credentials import (
     parse_patterns,
 )
 from warden.credentials.database.postgres import PRIVILEGE_LOCK_KEY
+from warden.credentials.oidc import validate_issuer
 from warden.server.app import WardenServer
 from warden.server.http import HttpListener
 from warden.server.httpapi import HttpApi
@@ -1263,3 +1264,38 @@ async def test_leased_user_cannot_block_new_leases(
         datastore.close()
 
     assert isinstance(outcome, IssuedCredential), str(outcome)
+
+
+# == OIDC issuer =============================================================================
+
+
+@pytest.mark.parametrize(
+    "issuer",
+    [
+        "https://oidc.example.org\n",
+        "https://oidc.exa\tmple.org",
+        "https://oidc.example.org/a b",
+        "https://oidc.example.org/x/../y",
+        "https://oidc.example.org/./y",
+        "https://oidc.example.org//y",
+        "https://oidc.example.org/\u00e9",
+        "https://oidc.example.org;x",
+        "https://oidc_example.org",
+        "https://oidc.example.org/a\\b",
+    ],
+    ids=repr,
+)
+def test_malformed_issuer_rejected(issuer: str) -> None:
+    # Cloud providers compare the issuer byte for byte with each token's iss and fetch
+    # <issuer>/.well-known/openid-configuration; a URL that Python's parser quietly cleans
+    # up (it drops tabs and newlines) would be published as is and never match.
+    with pytest.raises(ValueError, match="invalid jwt_issuer"):
+        validate_issuer(issuer)
+
+
+@pytest.mark.parametrize(
+    "issuer",
+    ["https://oidc.example.org", "https://auth.example.org/warden", "https://a-b.example/x_y~1"],
+)
+def test_plain_issuer_accepted(issuer: str) -> None:
+    assert validate_issuer(issuer) == issuer

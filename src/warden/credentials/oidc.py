@@ -13,6 +13,7 @@ tokens Warden issues with those keys. Their limits shape what is published:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,6 +28,9 @@ MAX_JWKS_KEYS = 100
 # JWK members that point at or carry certificates; GCP rejects keys with x5c or x5t.
 _CERTIFICATE_MEMBERS = ("x5c", "x5t", "x5t#S256", "x5u")
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
+# A host name as TLS certificates name it (RFC 1123 labels), and a path segment of RFC 3986.
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+_PATH_SEGMENT = re.compile(r"([A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})+")
 
 
 def validate_issuer(issuer: str) -> str:
@@ -36,9 +40,16 @@ def validate_issuer(issuer: str) -> str:
     because providers compare it byte for byte with each token's `iss`.
     """
     parts = urlsplit(issuer)
+    segments = parts.path.split("/")[1:]
     problem = ""
     if parts.scheme != "https":
         problem = "it must start with https://"
+    elif any(not "!" <= character <= "~" for character in issuer):
+        # urlsplit drops tabs and newlines silently, so the raw text is checked.
+        problem = (
+            "it contains a space, a control or a non-ASCII character; write it in ASCII, "
+            "with %-escapes in the path"
+        )
     elif not parts.hostname:
         problem = "it has no host name"
     elif parts.port is not None or parts.netloc.endswith(":"):
@@ -53,6 +64,14 @@ def validate_issuer(issuer: str) -> str:
         problem = "remove the trailing '/', because providers compare it byte for byte with iss"
     elif parts.netloc != parts.netloc.lower():
         problem = "write the host name in lowercase"
+    elif not _HOST_NAME.fullmatch(parts.netloc):
+        problem = "the host must be a DNS name of letters, digits, '-' and '.'"
+    elif any(
+        segment in ("", ".", "..") or not _PATH_SEGMENT.fullmatch(segment) for segment in segments
+    ):
+        problem = (
+            "its path must not contain empty, '.' or '..' segments or characters a URL escapes"
+        )
     if problem:
         raise ValueError(
             f"invalid jwt_issuer {issuer!r} for OIDC federation: {problem}; set server.jwt_issuer "
