@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from warden.governance.model import Identity
 
 DEFAULT_OWNER_KEYS = ("owner", "team", "owner-email", "contact")
+# Values a configuration file may give where text is expected. YAML aliases can make a
+# list or mapping refer to itself many times over, so str() of one is never taken.
+SCALAR_TYPES = (str, int, float, date)
 
 
 @dataclass(frozen=True)
@@ -39,8 +44,17 @@ def load_ownership_map(path: Path) -> list[OwnershipRule]:
     else:
         raise ValueError(f"{path}: expected a mapping of glob to owner or a list of rules")
     for index, item in enumerate(items):
-        if not isinstance(item, dict) or not item.get("pattern") or not item.get("owner"):
-            raise ValueError(f"{path}: rule {index + 1} needs a pattern and an owner, got {item!r}")
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("pattern"), SCALAR_TYPES)
+            or not isinstance(item.get("owner"), SCALAR_TYPES)
+            or not item["pattern"]
+            or not item["owner"]
+        ):
+            raise ValueError(
+                f"{path}: rule {index + 1} needs a pattern and an owner, both text, "
+                f"got {reprlib.repr(item)}"
+            )
         rules.append(OwnershipRule(str(item["pattern"]), str(item["owner"])))
     return rules
 
@@ -56,28 +70,44 @@ def load_roster(path: Path) -> set[str]:
             document = document.get("active") or document.get("people") or list(document)
         if not isinstance(document, list):
             raise ValueError(f"{path}: expected a list of active people and teams")
-        names = [
-            str(item.get("name") or item.get("email")) if isinstance(item, dict) else str(item)
-            for item in document
-        ]
+        names = []
+        for index, item in enumerate(document, start=1):
+            name = item.get("name") or item.get("email") if isinstance(item, dict) else item
+            if not isinstance(name, SCALAR_TYPES):
+                raise ValueError(
+                    f"{path}: entry {index} is not a name or e-mail, got {reprlib.repr(item)}"
+                )
+            names.append(str(name))
     else:
-        names = [line.split(",")[0] for line in path.read_text(encoding="utf-8").splitlines()]
+        names = [line.split(",")[0] for line in _read_text(path).splitlines()]
     return {name.strip().lower() for name in names if name.strip() and not name.startswith("#")}
 
 
-def _load_structured(path: Path) -> object:
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: cannot read file: {error}") from error
+
+
+def _load_structured(path: Path) -> object:
+    text = _read_text(path)
     try:
         if path.suffix.lower() == ".json":
             return json.loads(text)
-        import yaml
-
-        return yaml.safe_load(text)
-    except (ValueError, ImportError) as error:
+        return load_yaml(text)
+    except ValueError as error:
         raise ValueError(f"{path}: invalid {path.suffix.lstrip('.') or 'YAML'}: {error}") from error
+
+
+def load_yaml(text: str) -> object:
+    """Parse YAML with safe_load; raise ValueError when it is not valid YAML."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ValueError(str(error)) from error
 
 
 def resolve_owner(

@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 from warden.governance.model import Finding
+from warden.governance.owners import SCALAR_TYPES, load_yaml
 
 REQUIRED_FIELDS = ("check", "identity", "accepted_by", "reason", "expires")
 
@@ -56,16 +57,16 @@ def load(path: Path) -> list[Suppression]:
     """Read suppressions; raise ValueError naming the file, entry and field that is wrong."""
     try:
         text = path.read_text(encoding="utf-8")
-        if path.suffix.lower() == ".json":
-            document = json.loads(text)
-        else:
-            import yaml
-
-            document = yaml.safe_load(text)
+        document = json.loads(text) if path.suffix.lower() == ".json" else load_yaml(text)
     except (OSError, ValueError) as error:
         raise ValueError(f"{path}: cannot read suppressions: {error}") from error
     if isinstance(document, dict):
-        document = document.get("suppressions")
+        if "suppressions" not in document:
+            raise ValueError(
+                f"{path}: expected a list of suppressions, or a mapping with the list under "
+                "'suppressions'; start each entry with '- '"
+            )
+        document = document["suppressions"]
     if document is None:
         return []
     if not isinstance(document, list):
@@ -81,6 +82,12 @@ def load(path: Path) -> list[Suppression]:
                 "every suppression needs check, identity, accepted_by, reason "
                 "and expires"
             )
+        for name in REQUIRED_FIELDS:
+            if not isinstance(item[name], SCALAR_TYPES):
+                raise ValueError(
+                    f"{path}: suppression {index} has a {type(item[name]).__name__} as {name}; "
+                    "write it as text"
+                )
         expires = item["expires"]
         if isinstance(expires, datetime):
             expires = expires.date()
