@@ -1336,6 +1336,31 @@ async def test_killed_agent_restarts_on_same_socket(socket_dir: Path) -> None:
     assert [svid.spiffe_id for svid in response.svids] == ["spiffe://example.org/web"]
 
 
+async def test_fetch_write_to_unwritable_directory_fails_cleanly(socket_dir: Path) -> None:
+    async with running_agent(socket_dir) as agent:
+        agent.register(make_entry("spiffe://example.org/web", f"unix:uid:{UID}"))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "warden",
+            "api",
+            "fetch",
+            "x509",
+            "-socketPath",
+            str(agent.socket_path),
+            "-write",
+            "/proc/warden-test-svids",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+
+    assert process.returncode == 1
+    assert b"Traceback" not in stdout + stderr
+    assert stderr.startswith(b"error: ")
+    assert b"/proc/warden-test-svids" in stderr
+
+
 async def test_fetch_write_replaces_planted_symlinks(socket_dir: Path, tmp_path: Path) -> None:
     # `warden api fetch x509 -write DIR` into a directory where someone planted symbolic
     # links named like its files: the key must not be written through a link.

@@ -181,7 +181,13 @@ def fetch_x509(
     finally:
         client.close()
     elapsed = time.monotonic() - started
-    written = _write_context(context, write) if write is not None else []
+    try:
+        written = _write_context(context, write) if write is not None else []
+    except OSError as error:
+        raise _fail(
+            f"cannot write the SVID files to {write}: {error.strerror or error}; choose a "
+            "directory you can write to"
+        ) from None
     if silent:
         return
     if output == "json":
