@@ -406,7 +406,7 @@ def test_workspace_in_use_is_audit_error(tmp_path):
         [
             sys.executable,
             "-c",
-            "import duckdb, sys, time; duckdb.connect(sys.argv[1]); print('held', flush=True); "
+            "import duckdb, sys, time; held = duckdb.connect(sys.argv[1]); print('held', flush=True); "
             "time.sleep(60)",
             str(workspace / "warden.duckdb"),
         ],

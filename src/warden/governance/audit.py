@@ -28,7 +28,7 @@ from warden.governance.model import Finding, Identity, InputWarning, Inventory, 
 from warden.governance.risk import Risk, score
 from warden.governance.sources import aws_iam, cloudtrail, github, kubernetes, warden_registry
 from warden.governance.sources.warden_registry import RegistryReader
-from warden.governance.workspace import IngestStats, Workspace
+from warden.governance.workspace import IngestStats, Workspace, WorkspaceError
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +90,15 @@ class AuditReport:
 
 
 class AuditError(Exception):
-    """An input that stops the audit before it starts (a bad suppression or ownership file)."""
+    """An input that stops the audit before it starts: a bad configuration file or workspace."""
 
 
 def run_audit(options: AuditOptions) -> AuditReport:
     """Read the sources in `options`, run every check and return the report.
 
     Raises AuditError for configuration files that cannot be used (ownership map, roster,
-    suppressions). Damaged source files do not raise: they become warnings in the report.
+    suppressions) and for a workspace that cannot be opened. Damaged source files do not
+    raise: they become warnings in the report.
     """
     as_of = options.as_of or datetime.now(UTC)
     if as_of.tzinfo is None:
@@ -108,7 +109,10 @@ def run_audit(options: AuditOptions) -> AuditReport:
     sources: list[dict[str, Any]] = []
     usage_sources: set[str] = set()
     details_list: list[AuthorizationDetails] = []
-    workspace = Workspace(options.workspace)
+    try:
+        workspace = Workspace(options.workspace)
+    except WorkspaceError as error:
+        raise AuditError(str(error)) from None
     try:
         for path in options.aws_authorization_details:
             details = aws_iam.add_authorization_details(inventory, path)

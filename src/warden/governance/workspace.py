@@ -168,8 +168,16 @@ class LogKind:
     select_sql: str = ""
 
 
+class WorkspaceError(Exception):
+    """The workspace directory or its database cannot be used."""
+
+
 class Workspace:
-    """A DuckDB database file in a directory, created on first use."""
+    """A DuckDB database file in a directory, created on first use.
+
+    Raises WorkspaceError when the directory cannot be created, the database is not a DuckDB
+    file, or another process has it open.
+    """
 
     def __init__(self, directory: Path | None = None, memory_limit: str = MEMORY_LIMIT) -> None:
         import duckdb
@@ -178,10 +186,21 @@ class Workspace:
         if directory is None:
             self._temporary = tempfile.TemporaryDirectory(prefix="warden-audit-")
             directory = Path(self._temporary.name)
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise WorkspaceError(
+                f"cannot use {directory} as the workspace: {error.strerror or error}; "
+                "give a directory that can be created and written"
+            ) from None
         self.directory = directory
         self.path = directory / DATABASE_NAME
-        self.connection: duckdb.DuckDBPyConnection = duckdb.connect(str(self.path))
+        try:
+            self.connection: duckdb.DuckDBPyConnection = duckdb.connect(str(self.path))
+        except duckdb.Error as error:
+            if self._temporary is not None:
+                self._temporary.cleanup()
+            raise WorkspaceError(_open_error(self.path, error)) from None
         # Times come back as aware datetimes in UTC whatever the machine's zone.
         self.connection.execute("SET TimeZone = 'UTC'")
         # Ingestion needs no ordering inside a batch; dropping it lets DuckDB stream
@@ -441,6 +460,21 @@ class Workspace:
                 datetime.now(UTC),
             ],
         )
+
+
+def _open_error(path: Path, error: Exception) -> str:
+    text = str(error)
+    if "lock" in text.lower():
+        return (
+            f"workspace {path.parent} is in use by another process, and DuckDB allows one "
+            "writer at a time; wait for it to finish or give another --workspace"
+        )
+    if "not a valid DuckDB database" in text:
+        return (
+            f"workspace database {path} is not a DuckDB database; give an empty directory "
+            "or one that an earlier audit created as --workspace"
+        )
+    return f"cannot open the workspace database {path}: {text}"
 
 
 def _missing_message(count: int) -> str:
