@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "credentials"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "agent"))
 
 from agent_support import make_entry, public_socket_dir, running_agent
+from attack_kit import Clock
 from credentials_support import (
     BILLING,
     DEFAULT_POLICY,
@@ -1299,3 +1300,58 @@ def test_malformed_issuer_rejected(issuer: str) -> None:
 )
 def test_plain_issuer_accepted(issuer: str) -> None:
     assert validate_issuer(issuer) == issuer
+
+
+async def test_rotated_federation_key_stays_until_tokens_expire(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With a one-hour CA lifetime, the next federation key is prepared at 30 minutes and
+    # takes over at 50. A token signed at 49 minutes must still verify with the published
+    # JWKS after the rotation, until it expires.
+    monkeypatch.setattr("warden.server.httpapi.JWKS_CACHE_SECONDS", 0.0)
+    clock = Clock()
+    server = WardenServer(
+        credential_server_options(tmp_path, ca_ttl=timedelta(hours=1)),
+        metrics=Metrics(CollectorRegistry()),
+        clock=clock,
+    )
+
+    async def exchange() -> str:
+        subject = mint(server, BILLING, now=clock.now)
+        response = await post_token(server, exchange_form(subject))
+        assert response.status_code == 200, response.text
+        return str(response.json()["access_token"])
+
+    async def published_kids() -> set[str]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            jwks = (await client.get(base_url(server) + "/keys")).json()
+        return {key["kid"] for key in jwks["keys"]}
+
+    def kid(token: str) -> str:
+        return str(jwt.get_unverified_header(token)["kid"])
+
+    def expiry(token: str) -> datetime:
+        claims = jwt.decode(token, options={"verify_signature": False})
+        return datetime.fromtimestamp(claims["exp"], tz=UTC)
+
+    # server._rotate is the server's periodic rotation step; it also refreshes the bundle.
+    started = clock.now
+    async with server:
+        before = await exchange()
+        for minutes in (30, 49):
+            clock.now = started + timedelta(minutes=minutes)
+            await server._rotate()
+        late = await exchange()
+        clock.now = started + timedelta(minutes=51)
+        await server._rotate()
+        after = await exchange()
+        kids_after_rotation = await published_kids()
+        clock.now = expiry(late) + timedelta(seconds=1)
+        await server._rotate()
+        kids_after_expiry = await published_kids()
+
+    assert kid(late) == kid(before)
+    assert kid(after) != kid(before)
+    assert {kid(late), kid(after)} <= kids_after_rotation
+    assert kid(late) not in kids_after_expiry
+    assert kid(after) in kids_after_expiry
