@@ -642,33 +642,48 @@ async def test_revocation_during_issue_leaves_no_user(
 @pytest.mark.postgres
 @pytest.mark.xfail(
     strict=True,
-    reason="REASSIGN OWNED hands a leased user's SECURITY DEFINER functions to "
-    "reassign_owned_to, so code the leased user wrote runs with that role's privileges",
+    reason="REASSIGN OWNED hands a leased user's SECURITY DEFINER functions and views to "
+    "reassign_owned_to, so what the leased user wrote runs with that role's privileges",
 )
-async def test_reassigned_function_does_not_escalate(
+async def test_reassigned_objects_do_not_escalate(
     broker: DatabaseBroker, password_cluster: PasswordCluster, orders_database: str
 ) -> None:
-    # The writer role may insert into orders but not delete. A writer plants a SECURITY
-    # DEFINER function that deletes every order; while the writer owns it, it runs with the
-    # writer's privileges and fails. Revocation reassigns it to the owner of the orders.
+    # The writer role may insert into orders but not delete, and may not read secrets. A
+    # writer plants a SECURITY DEFINER function that deletes every order and a view of the
+    # secrets, both open to everyone; while the writer owns them, they run with the
+    # writer's privileges and fail. Revocation reassigns them to the owner of the tables.
+    with password_cluster.admin(orders_database) as admin:
+        admin.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(OWNER)))
+        admin.execute("CREATE TABLE secrets (value text)")
+        admin.execute("INSERT INTO secrets VALUES ('owner only')")
     planter = await broker.issue("writer", str(WORKLOAD), ["team-orders"], actor="test")
     with user_session(password_cluster, planter, orders_database) as session:
         session.execute(
             "CREATE FUNCTION public.wipe() RETURNS void LANGUAGE sql SECURITY DEFINER "
             "AS $$ DELETE FROM public.orders $$"
         )
+        session.execute("CREATE VIEW public.peek AS SELECT value FROM public.secrets")
+        session.execute("GRANT SELECT ON public.peek TO PUBLIC")
     await broker.revoke(planter.lease.lease_id, actor="test")
     caller = await broker.issue("writer", str(WORKLOAD), ["team-orders"], actor="test")
 
-    with (
-        user_session(password_cluster, caller, orders_database) as session,
-        pytest.raises(psycopg.errors.InsufficientPrivilege),
-    ):
-        session.execute("SELECT public.wipe()")
+    with user_session(password_cluster, caller, orders_database) as session:
+        wiped = denied(session, "SELECT public.wipe()")
+        peeked = denied(session, "SELECT value FROM public.peek")
     with password_cluster.admin(orders_database) as admin:
         remaining = admin.execute("SELECT count(*) FROM orders").fetchone()
 
+    assert wiped
+    assert peeked
     assert remaining == (2,)
+
+
+def denied(session: psycopg.Connection, query: str) -> bool:
+    try:
+        session.execute(query)
+    except psycopg.errors.InsufficientPrivilege:
+        return True
+    return False
 
 
 @pytest.fixture
