@@ -57,6 +57,7 @@ from mtls_support import StaticSource, issue
 
 from warden.agent import (
     Entry,
+    EntryUpdate,
     Manager,
     X509Snapshot,
     X509Svid,
@@ -427,6 +428,37 @@ def test_rotated_svid_changes_stream_fingerprint() -> None:
     rotated = candidates[-1]
 
     assert X509Snapshot((entry,), ((entry, rotated),), None, ()).fingerprint != sent
+
+
+async def test_unsignable_entry_does_not_delay_withdrawal(socket_dir: Path) -> None:
+    # The workload also matches an entry the server refuses to sign. Deleting another of its
+    # entries must still reach its stream within a second, not after the agent gave up
+    # waiting for the refused entry's SVID.
+    web = make_entry("spiffe://example.org/web", f"unix:uid:{UID}", created_at=1)
+    api = make_entry("spiffe://example.org/api", f"unix:uid:{UID}", created_at=2)
+    refused = make_entry("spiffe://example.org/refused", f"unix:uid:{UID}", created_at=3)
+    async with (
+        running_agent(socket_dir, svid_wait=4.0) as agent,
+        grpc.aio.insecure_channel(f"unix:{agent.socket_path}") as channel,
+    ):
+        agent.register(web, api)
+        stub = workload_pb2_grpc.SpiffeWorkloadAPIStub(channel)
+        call = stub.FetchX509SVID(workload_pb2.X509SVIDRequest(), metadata=HEADER)
+        try:
+            first = await asyncio.wait_for(call.read(), 10)
+            # Known to the agent, unknown to the CA: every signing request for it fails.
+            agent.manager.apply(EntryUpdate(upserts=(refused,)))
+            await asyncio.sleep(0.2)
+            agent.delete(web)
+            started = time.monotonic()
+            withdrawn = await asyncio.wait_for(call.read(), 10)
+            elapsed = time.monotonic() - started
+        finally:
+            call.cancel()
+
+    assert [svid.spiffe_id for svid in first.svids] == [str(web.spiffe_id), str(api.spiffe_id)]
+    assert [svid.spiffe_id for svid in withdrawn.svids] == [str(api.spiffe_id)]
+    assert elapsed < 1.0
 
 
 SETPRIV_SCRIPT = f"""#!/bin/sh

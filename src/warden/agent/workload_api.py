@@ -195,7 +195,13 @@ class WorkloadApiHandler(workload_pb2_grpc.SpiffeWorkloadAPIServicer):
         try:
             sent: tuple[object, ...] | None = None
             while True:
-                snapshot = await self.manager.wait_for_svids(subscription, self.svid_wait)
+                # The first message waits for every entry's SVID, so that the workload starts
+                # with its full set. Later changes go out at once, because a withdrawal must
+                # not wait for an SVID the server may refuse. They wait only while no SVID
+                # at all is ready.
+                snapshot = self.manager.snapshot(subscription.entries)
+                if sent is None or not snapshot.svids:
+                    snapshot = await self.manager.wait_for_svids(subscription, self.svid_wait)
                 if not snapshot.entries:
                     await self._deny(context, workload, "FetchX509SVID")
                 if not snapshot.svids or snapshot.bundle is None:
