@@ -117,6 +117,7 @@ def forged_svid(directory: Path, spiffe_id: SpiffeId) -> tuple[Path, Path]:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "forger")])
     key = ec.generate_private_key(ec.SECP256R1())
+
     leaf = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([]))
@@ -132,6 +133,7 @@ def forged_svid(directory: Path, spiffe_id: SpiffeId) -> tuple[Path, Path]:
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
+
     cert_path = directory / "svid.pem"
     cert_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
     key_path = directory / "svid-key.pem"
@@ -320,7 +322,7 @@ async def test_malformed_bodies_rejected_without_server_error(tmp_path: Path) ->
 
 
 async def test_client_certificate_from_foreign_ca_rejected(tmp_path: Path) -> None:
-    # The HTTP API requests a client certificate without requiring one; a certificate that
+    # The HTTP API requests a client certificate without requiring one. A certificate that
     # is sent must chain to the trust bundle, whatever SPIFFE ID it names.
     ca_file, cert_file, key_file = operator_certificate(tmp_path / "operator")
     http_api = HttpApiOptions("127.0.0.1", 0, cert_file, key_file)
@@ -610,7 +612,7 @@ async def test_revocation_during_issue_leaves_no_user(
     broker: DatabaseBroker, password_cluster: PasswordCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The lease is stored before its user exists. A revocation in between (the holder's last
-    # entry deleted, a revocation by prefix) finds no user and marks the lease revoked; the
+    # entry deleted, a revocation by prefix) finds no user and marks the lease revoked. The
     # user created right after must not survive it with working credentials.
     connection = broker.connection("orders")
     create_user = connection.create_user
@@ -650,7 +652,7 @@ async def test_reassigned_objects_do_not_escalate(
 ) -> None:
     # The writer role may insert into orders but not delete, and may not read secrets. A
     # writer plants a SECURITY DEFINER function that deletes every order and a view of the
-    # secrets, both open to everyone; while the writer owns them, they run with the
+    # secrets, both open to everyone. While the writer owns them, they run with the
     # writer's privileges and fail. Revocation reassigns them to the owner of the tables.
     with password_cluster.admin(orders_database) as admin:
         admin.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(OWNER)))

@@ -157,6 +157,7 @@ class PostgresConnection:
         await connection.execute(
             sql.SQL("SET statement_timeout = {}").format(sql.Literal(timeout_ms))
         )
+
         # Leased users may create functions and operators in schema public. psycopg sends
         # small integers as smallint, so a planted public.pg_terminate_backend(integer,
         # smallint) or =(oid, smallint) would match Warden's calls better than pg_catalog's
