@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -779,6 +779,40 @@ async def test_outage_longer_than_agent_svid_recovers(tmp_path: Path, socket_dir
         agent.stop("test finished")
         await asyncio.wait_for(run, 20)
         await server.stop()
+
+
+@needs_root
+async def test_unsafe_socket_directory_stops_agent_before_attesting(
+    tmp_path: Path, socket_dir: Path
+) -> None:
+    # The agent must say what is wrong with its socket path and exit 1, and do so before it
+    # attests: a join token works once, and one spent on a doomed start is lost.
+    squatted = tmp_path / "squatted"
+    squatted.mkdir()
+    os.chown(squatted, NOBODY, NOBODY)
+    async with joined_agent(tmp_path, socket_dir) as joined:
+        with AdminClient(str(joined.admin_socket)) as admin:
+            token = await asyncio.to_thread(admin.create_join_token, 600, "platform-team")
+        options = replace(
+            joined.agent.options,
+            socket_path=squatted / "agent.sock",
+            data_dir=tmp_path / "second",
+            node_attestor=JoinTokenAttestor(token.value),
+            key_manager=DiskKeyManager(tmp_path / "second" / "keys"),
+        )
+        failed = Agent(options)
+        code = await asyncio.wait_for(failed.run(), 20)
+
+        retried = Agent(replace(options, socket_path=socket_dir / "second.sock"))
+        run = asyncio.create_task(retried.run())
+        try:
+            await asyncio.wait_for(retried.synced.wait(), 20)
+        finally:
+            retried.stop("test finished")
+            await asyncio.wait_for(run, 20)
+
+    assert code == 1
+    assert "belongs to uid 65534" in (failed.stop_reason or "")
 
 
 async def test_renewal_retries_after_failed_state_write(tmp_path: Path, socket_dir: Path) -> None:

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 from warden.agent.attestor import CompositeAttestor, WorkloadAttestor
 from warden.agent.endpoint import WorkloadEndpoint
+from warden.agent.listener import prepare_socket_path
 from warden.agent.manager import DEFAULT_MAX_SVIDS, EntryUpdate, Manager
 from warden.agent.nodeattest import NodeAttestationError, NodeAttestorClient
 from warden.agent.ratelimit import RateLimit
@@ -146,6 +147,11 @@ class Agent:
 
     async def start(self) -> None:
         """Load or obtain the agent SVID, then serve the Workload API and start the loops."""
+        try:
+            # An unusable socket path fails before attestation, which may use up a join token.
+            prepare_socket_path(self.options.socket_path)
+        except OSError as error:
+            raise AgentStartError(str(error)) from None
         self.identity = await self._initial_identity()
         log.info(
             "agent SVID ready",
@@ -157,7 +163,10 @@ class Agent:
         self.manager.apply(EntryUpdate(bundle=self.identity.bundle))
         self.manager.start()
         self.usage.start()
-        await self.endpoint.start()
+        try:
+            await self.endpoint.start()
+        except OSError as error:
+            raise AgentStartError(str(error)) from None
         self._tasks = [
             asyncio.create_task(self._sync_loop(), name="warden-agent-sync"),
             asyncio.create_task(self._renew_loop(), name="warden-agent-renew"),
