@@ -96,10 +96,14 @@ def _child(code: str, *arguments: str) -> dict[str, float]:
         [sys.executable, "-c", code, *arguments],
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
     )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"benchmark step failed with exit code {result.returncode}:\n{result.stderr}"
+        )
     output: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
     return output
 

@@ -41,6 +41,7 @@ def detect(
     settings: Settings | None = None,
     include_previous: bool = False,
     event_scores: bool = False,
+    slice_rows: int = DetectOptions.slice_rows,
 ) -> DetectReport:
     return run_detect(
         DetectOptions(
@@ -50,6 +51,7 @@ def detect(
             settings=settings or Settings(),
             include_previous=include_previous,
             event_scores=event_scores,
+            slice_rows=slice_rows,
         )
     )
 

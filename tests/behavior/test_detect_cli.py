@@ -5,14 +5,33 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 
 from behavior_support import at, cloudtrail_event, role_session, routine, write_delivery
+from typer.testing import CliRunner
+
+from warden.cli.main import app
 
 ACCOUNT = "302918273645"
 AGENT = "Boto3/1.34.2 md/Botocore#1.34.2 ua/2.0 os/linux#6.1"
 
 
-def warden(*arguments: str) -> subprocess.CompletedProcess[str]:
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def warden(*arguments: str) -> Result:
+    """Run the command in this process, as the console script would."""
+    result = CliRunner().invoke(app, list(arguments), env={"COLUMNS": "200"})
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Result(result.exit_code, result.stdout, result.stderr)
+
+
+def warden_process(*arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "warden", *arguments],
         capture_output=True,
@@ -79,7 +98,7 @@ def test_json_report_to_file(tmp_path):
 
 
 def test_table_on_standard_output(tmp_path):
-    result = warden("detect", "--cloudtrail", str(_logs(tmp_path)))
+    result = warden_process("detect", "--cloudtrail", str(_logs(tmp_path)))
     assert result.returncode == 0, result.stderr
     assert "off-workload-credential" in result.stdout
     assert "critical" in result.stdout
@@ -122,7 +141,7 @@ def test_input_errors_exit_two(tmp_path):
 
     empty = warden("detect", "--workspace", str(tmp_path / "nothing-here"))
     assert empty.returncode == 2
-    assert "holds no warden.duckdb" in empty.stderr
+    assert "contains no warden.duckdb" in empty.stderr
 
     duration = warden("detect", "--cloudtrail", str(tmp_path), "--learning-window", "7x")
     assert duration.returncode == 2

@@ -1,8 +1,8 @@
 """User-agent families: the kind of client behind a user agent, without its version.
 
 A family names the program that made the call, so that a baseline survives upgrades
-("aws-cli/2.13.5" and "aws-cli/2.15.0" are both `aws-cli`) while a different client stands
-out. The rules, in order:
+("aws-cli/2.13.5" and "aws-cli/2.15.0" are both `aws-cli`) while a different client is
+noticed. The rules, in order:
 
 - no user agent: no family;
 - `AWS Internal` and service principals (`*.amazonaws.com`) are AWS acting for the caller:

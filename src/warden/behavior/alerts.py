@@ -5,9 +5,9 @@ most `alert_gap` apart. A run judges its new events and their context (earlier e
 the same identities, see `warden.behavior.batch`), so its alerts can overlap the stored
 ones. Reconciling keeps one alert per finding across runs:
 
-- an alert that shares events with, or lies within the gap of, a stored alert of the same
-  detector, identity and group takes over that alert's id and its events from before the
-  context; it is `updated` when its events or severity changed, `previous` otherwise;
+- an alert that shares events with a stored alert of the same detector, identity and group,
+  or lies within the gap of one, takes over that alert's id and its events from before the
+  context. It is `updated` when its events or severity changed, `previous` otherwise;
 - a stored alert inside the re-judged context that no hit supports any more is retracted
   (a late event changed the verdict), except the learned detector's, whose model moves a
   little every run;
@@ -193,18 +193,19 @@ def reconcile(
             matched.add(row["id"])
         result.append(alert)
 
-    kept = {alert.id for alert in result}
+    reported = {alert.id for alert in result}
     retractions = []
     for row in stored:
-        if row["id"] in kept or row["detector"] == LEARNED:
+        if row["id"] in reported or row["detector"] == LEARNED:
             continue
         if row["id"] in matched:
             retractions.append(
                 Retraction(row["id"], row["detector"], row["identity"], "merged into another alert")
             )
         elif row["inside"]:
-            # NOTE: a stored alert that starts before the re-judged region and is no longer
-            # supported inside it is kept as it was; only alerts wholly inside are retracted.
+            # NOTE: a stored alert that starts before the re-judged region is kept as it was
+            # even when the region no longer supports it. Only alerts wholly inside it are
+            # retracted.
             retractions.append(
                 Retraction(
                     row["id"],
@@ -291,7 +292,7 @@ def _save(
 
 
 def load_stored(connection: duckdb.DuckDBPyConnection) -> list[Alert]:
-    """Every stored alert, as raised or last updated (status `previous`)."""
+    """Load every stored alert as it was raised or last updated, with status `previous`."""
     from warden.behavior.model import Driver
 
     result = connection.execute(

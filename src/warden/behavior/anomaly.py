@@ -1,6 +1,6 @@
 """The learned anomaly score: an isolation forest over each event's baseline features.
 
-The features (`warden.behavior.store.FEATURE_COLUMNS`) say how new the event's action,
+The features (`warden.behavior.store.FEATURE_COLUMNS`) measure how new the event's action,
 address, network, client, region and hour are for its identity, how rare its action,
 client and network are among its peers, how new a failure of the action is for it, and
 how little history the identity has. All lie in [0, 1] and are rounded to two decimals, so events share vectors:
@@ -59,11 +59,12 @@ class AnomalyModel:
         return -self.forest.score_samples(vectors)
 
     def drivers(self, vector: Sequence[float], limit: int = 3) -> list[Driver]:
-        """The features that lift this vector's score above the typical event's, largest first.
+        """Return the features that lift this vector's score above a typical event's.
 
-        Each feature in turn is set to the sample's median; the drop in score is its raw
+        Each feature in turn is set to the sample's median, and the drop in score is its raw
         share. Raw shares overlap (two rare features isolate an event together), so they are
-        scaled to add up to the vector's excess over the median vector's score.
+        scaled to add up to the vector's excess over the median vector's score. The largest
+        come first.
         """
         import numpy as np
 

@@ -109,7 +109,7 @@ _K8S_CLASS = r"""
 """
 
 # Calls made by an AWS service for the caller, or through a VPC endpoint, carry a service
-# name or a private address instead of the client's address; they neither define nor
+# name or a private address instead of the client's address. So they neither define nor
 # break a workload's home.
 _VIA_SERVICE = r"""
     (invoked_by IS NOT NULL OR vpc_endpoint IS NOT NULL OR source_address IS NULL
@@ -159,12 +159,15 @@ class BatchSummary:
 def select_batch(
     connection: duckdb.DuckDBPyConnection,
     watermark: int,
+    top: int,
     context_window: timedelta,
     networks: NetworkTable | None,
 ) -> BatchSummary:
-    """Fill `behavior_fresh` (new events) and `behavior_work` (new and context events)."""
-    row = connection.execute("SELECT max(rowid), count(*) FROM activity").fetchone()
-    top = -1 if row is None or row[0] is None else int(row[0])
+    """Fill `behavior_fresh` (new events) and `behavior_work` (new and context events).
+
+    New events are the `activity` rows with a rowid above `watermark`, up to `top`.
+    """
+
     # Duplicates among the new rows: group first, so that only duplicated ids are sorted.
     connection.execute(
         """
@@ -190,13 +193,13 @@ def select_batch(
         "AND rowid NOT IN (SELECT row_id FROM behavior_duplicates)",
         [watermark, top],
     )
-    new_rows = _scalar(
-        connection, "SELECT count(*) FROM activity WHERE rowid > ? AND rowid <= ?", [watermark, top]
-    )
+
+    new_rows = max(top - watermark, 0)
     bounds = connection.execute(
         "SELECT min(event_time), max(event_time) FROM behavior_fresh"
     ).fetchone()
     first, last = (bounds[0], bounds[1]) if bounds else (None, None)
+
     if first is not None and watermark >= 0:
         # Same source and id at the same time as a row judged before: a duplicate delivery.
         connection.execute(
@@ -210,9 +213,11 @@ def select_batch(
             """,
             [watermark, first, last],
         )
+
     _select_context(connection, watermark, context_window)
     _map_values(connection, networks)
     _build_work(connection)
+
     counts = connection.execute(
         "SELECT count(*) FILTER (WHERE in_batch), count(*) FILTER (WHERE NOT in_batch), "
         "count(DISTINCT identity) FROM behavior_work"

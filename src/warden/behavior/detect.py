@@ -16,7 +16,9 @@ A run has these steps:
 3. Classify and compute each event's features against the stored baselines.
 4. In one transaction: fold the new events into the baselines, fit the anomaly model on
    the stored sample and score the events, run every detector, reconcile alerts with
-   earlier runs, and advance the watermark. A failure leaves the workspace as it was.
+   earlier runs, and advance the watermark. A failure leaves the workspace as it was
+   after the last whole transaction. A long backlog goes through steps 2 to 4 in slices of
+   `slice_rows` rows.
 """
 
 from __future__ import annotations
@@ -64,9 +66,11 @@ class DetectOptions:
     settings: Settings = field(default_factory=Settings)
     networks: Path | None = None  # CIDR or ASN table, see warden.behavior.networks
     include_previous: bool = False  # also report alerts raised by earlier runs
+    # Activity rows judged per transaction; bounds memory on a long backlog.
+    slice_rows: int = 1_000_000
     # Return every new event's anomaly score in the report (event id to score), for
-    # evaluating the model on labelled data; it holds one entry per event, so keep it off
-    # for large inputs.
+    # evaluating the model on labelled data. It has one entry per event, so keep it off for
+    # large inputs.
     event_scores: bool = False
     progress: ProgressCallback | None = None
 
@@ -99,7 +103,7 @@ class DetectReport:
     event_scores: dict[str, float] = field(default_factory=dict)
 
     def max_severity(self) -> Severity | None:
-        """The highest severity of this run's new or updated alerts on non-human identities."""
+        """Return the highest severity of this run's new or updated non-human alerts."""
         return max(
             (alert.severity for alert in self.alerts if alert.status != "previous"), default=None
         )
@@ -182,12 +186,7 @@ def _detect(
     warnings: list[InputWarning],
 ) -> DetectReport:
     from warden.behavior import alerts as alerts_module
-    from warden.behavior import anomaly, store
-    from warden.behavior.baseline import update_baselines
-    from warden.behavior.batch import select_batch
-    from warden.behavior.detectors import DETECTORS, RunContext
-    from warden.behavior.features import compute_features
-    from warden.behavior.identities import classify_batch
+    from warden.behavior import store
     from warden.governance.workspace import Workspace
 
     settings = options.settings
@@ -198,42 +197,26 @@ def _detect(
             _ingest_logs(workspace, options, sources, warnings)
         run_number = int(store.get_meta(connection, "runs") or 0) + 1
         watermark = int(store.get_meta(connection, "activity_rowid") or -1)
-        batch = select_batch(connection, watermark, settings.context_window, table)
-        records = classify_batch(connection)
-        compute_features(connection, records, settings)
-        log.info(
-            "judging events",
-            extra={"new_events": batch.new_events, "context_events": batch.context_events},
-        )
+        row = connection.execute("SELECT count(*) FROM activity").fetchone()
+        top = int(row[0]) - 1 if row else -1
 
-        connection.execute("BEGIN TRANSACTION")
-        try:
-            update_baselines(connection, records, settings.model_sample_size)
-            model = anomaly.fit(connection)
-            vectors = anomaly.score_events(connection, model) if model else 0
-            run = RunContext(connection, settings)
-            raised: list[Alert] = []
-            for detector in DETECTORS.values():
-                hits = detector.find(run)
-                run.flagged.update(hit.ev_key for hit in hits)
-                raised.extend(alerts_module.group_hits(hits, detector, run))
-            alerts_module.attach_scores(connection, raised, model)
-            event_scores = _event_scores(connection) if options.event_scores and model else {}
-            reconciled, retracted = alerts_module.reconcile(
-                connection, raised, settings.alert_gap, run_number
-            )
-            store.set_meta(connection, "activity_rowid", str(batch.watermark))
-            store.set_meta(connection, "runs", str(run_number))
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
+        # A long backlog is judged in slices of rows, each in its own transaction, so that
+        # memory stays bounded and an interrupted run resumes after the last whole slice.
+        # Slices are exactly like successive runs, which the context makes equivalent to one.
+        outcome = _Outcome()
+        while True:
+            upper = min(top, watermark + max(options.slice_rows, 1))
+            outcome.add(_judge(connection, options, table, watermark, upper, run_number))
+            watermark = max(watermark, upper)
+            if watermark >= top:
+                break
+        store.set_meta(connection, "runs", str(run_number))
 
-        reported = [alert for alert in reconciled if alert.status != "previous"]
+        reported = list(outcome.alerts.values())
         if options.include_previous:
-            shown = {alert.id for alert in reported}
+            listed = {alert.id for alert in reported}
             reported += [
-                alert for alert in alerts_module.load_stored(connection) if alert.id not in shown
+                alert for alert in alerts_module.load_stored(connection) if alert.id not in listed
             ]
     reported.sort(key=Alert.sort_key)
     return DetectReport(
@@ -241,12 +224,126 @@ def _detect(
         workspace=str(options.workspace) if options.workspace else None,
         run=run_number,
         settings=settings,
-        batch=batch,
+        batch=outcome.summary(),
         alerts=[alert for alert in reported if not alert.human],
         human_alerts=[alert for alert in reported if alert.human],
-        retracted=retracted,
+        retracted=outcome.retracted,
         sources=sources,
         warnings=warnings,
+        model=outcome.model,
+        event_scores=outcome.event_scores,
+    )
+
+
+@dataclass
+class _Slice:
+    batch: BatchSummary
+    identities: set[str]
+    alerts: list[Alert]
+    retracted: list[Retraction]
+    model: dict[str, Any]
+    event_scores: dict[str, float]
+
+
+@dataclass
+class _Outcome:
+    """What the slices of one run found, merged: the latest version of each alert."""
+
+    batches: list[BatchSummary] = field(default_factory=list)
+    identities: set[str] = field(default_factory=set)
+    alerts: dict[str, Alert] = field(default_factory=dict)
+    retracted: list[Retraction] = field(default_factory=list)
+    model: dict[str, Any] = field(default_factory=dict)
+    event_scores: dict[str, float] = field(default_factory=dict)
+
+    def add(self, part: _Slice) -> None:
+        self.batches.append(part.batch)
+        self.identities |= part.identities
+        for alert in part.alerts:
+            if alert.status == "previous":
+                continue
+            earlier = self.alerts.get(alert.id)
+            if earlier is not None and earlier.status == "new":
+                alert.status = "new"  # raised by this run, then extended by a later slice
+            self.alerts[alert.id] = alert
+        for retraction in part.retracted:
+            if self.alerts.pop(retraction.id, None) is None:
+                self.retracted.append(retraction)
+        self.model = part.model
+        self.event_scores.update(part.event_scores)
+
+    def summary(self) -> BatchSummary:
+        firsts = [b.first_time for b in self.batches if b.first_time is not None]
+        lasts = [b.last_time for b in self.batches if b.last_time is not None]
+        return BatchSummary(
+            new_rows=sum(b.new_rows for b in self.batches),
+            new_events=sum(b.new_events for b in self.batches),
+            context_events=sum(b.context_events for b in self.batches),
+            identities=len(self.identities),
+            first_time=min(firsts, default=None),
+            last_time=max(lasts, default=None),
+            watermark=max((b.watermark for b in self.batches), default=-1),
+        )
+
+
+def _judge(
+    connection: Any,
+    options: DetectOptions,
+    table: Any,
+    watermark: int,
+    upper: int,
+    run_number: int,
+) -> _Slice:
+    """Judge the activity rows after `watermark` up to `upper`, in one transaction."""
+    from warden.behavior import alerts as alerts_module
+    from warden.behavior import anomaly, store
+    from warden.behavior.baseline import update_baselines
+    from warden.behavior.batch import select_batch
+    from warden.behavior.detectors import DETECTORS, RunContext
+    from warden.behavior.features import compute_features
+    from warden.behavior.identities import classify_batch
+
+    settings = options.settings
+    batch = select_batch(connection, watermark, upper, settings.context_window, table)
+    records = classify_batch(connection)
+    compute_features(connection, records, settings)
+    log.info(
+        "judging events",
+        extra={"new_events": batch.new_events, "context_events": batch.context_events},
+    )
+    identities = {
+        str(name)
+        for (name,) in connection.execute(
+            "SELECT DISTINCT identity FROM behavior_work WHERE in_batch"
+        ).fetchall()
+    }
+
+    connection.execute("BEGIN TRANSACTION")
+    try:
+        update_baselines(connection, records, settings.model_sample_size)
+        model = anomaly.fit(connection)
+        vectors = anomaly.score_events(connection, model) if model else 0
+        run = RunContext(connection, settings)
+        raised: list[Alert] = []
+        for detector in DETECTORS.values():
+            hits = detector.find(run)
+            run.flagged.update(hit.ev_key for hit in hits)
+            raised.extend(alerts_module.group_hits(hits, detector, run))
+        alerts_module.attach_scores(connection, raised, model)
+        event_scores = _event_scores(connection) if options.event_scores and model else {}
+        reconciled, retracted = alerts_module.reconcile(
+            connection, raised, settings.alert_gap, run_number
+        )
+        store.set_meta(connection, "activity_rowid", str(batch.watermark))
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    return _Slice(
+        batch=batch,
+        identities=identities,
+        alerts=reconciled,
+        retracted=retracted,
         model={
             "fitted": model is not None,
             "sample_size": model.sample_size if model else 0,

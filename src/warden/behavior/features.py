@@ -5,7 +5,7 @@ rows it already contains, plus the earlier rows of this run in (time, event key)
 result does not depend on the order in which files arrived or were read, because rows are
 ordered by their own time. The stored baselines are not changed here.
 
-`behavior_scored` holds `behavior_work`'s columns and:
+`behavior_scored` contains `behavior_work`'s columns and:
 
 - `human`, `classification`, `peer_group`: the identity's classification;
 - `identity_first_seen`, `prior_events`, `established` (past the learning window and with
@@ -18,7 +18,7 @@ ordered by their own time. The stored baselines are not changed here.
 - the anomaly model's features (`warden.behavior.store.FEATURE_COLUMNS`), rounded to two
   decimals, and `vector_hash`, a hash of them; `score` is filled in later.
 
-`behavior_secret_reads` holds one row per secret name read, with `n_target`, the
+`behavior_secret_reads` contains one row per secret name read, with `n_target`, the
 identity's earlier reads of that name.
 """
 
@@ -254,9 +254,9 @@ def _identity_info(
 
 
 def _peer_values(connection: duckdb.DuckDBPyConnection) -> None:
-    """How many identities of each peer group ever had each action, agent and network.
+    """Count the identities of each peer group that ever had each action, agent and network.
 
-    Counts include this run's rows, so they are as of the end of the run: a peer share is a
+    Counts include this run's rows, so they are as of the end of the run. A peer share is a
     property of the group, not of the moment.
     """
     dimensions = ", ".join(f"'{d}'" for d in PEER_DIMENSIONS)

@@ -1,4 +1,4 @@
-"""Human or non-human, for every identity a run sees, as the audit classifies it.
+"""Human or non-human, for every identity in a run, as the audit classifies it.
 
 The audit's rules (`warden.governance.classify`) decide, on facts this package keeps up to
 date run after run in `behavior_identities`: console sign-ins, sessions named after EC2
@@ -177,17 +177,17 @@ def classify_batch(connection: duckdb.DuckDBPyConnection) -> dict[str, IdentityR
 def peer_group(identity: str, human: bool) -> str:
     """Identities compared as peers: same provider, account (AWS), kind and classification."""
     match = _AWS_ARN.match(identity)
-    who = "human" if human else "nhi"
+    kind_of_user = "human" if human else "nhi"
     if match:
         kind = "user" if match.group("kind") == "federated-user" else match.group("kind")
-        return f"aws:{match.group('account')}:{kind}:{who}"
+        return f"aws:{match.group('account')}:{kind}:{kind_of_user}"
     if identity.startswith(SERVICE_ACCOUNT_PREFIX):
-        return f"kubernetes:service_account:{who}"
+        return f"kubernetes:service_account:{kind_of_user}"
     if identity.startswith(KUBERNETES_USER_PREFIX):
-        return f"kubernetes:user:{who}"
+        return f"kubernetes:user:{kind_of_user}"
     if identity.startswith("spiffe://"):
-        return f"warden:workload:{who}"
-    return f"other:{who}"
+        return f"warden:workload:{kind_of_user}"
+    return f"other:{kind_of_user}"
 
 
 def _classification(record: IdentityRecord, snapshot: tuple[bool, str] | None) -> tuple[bool, str]:
@@ -279,7 +279,7 @@ def _stored(connection: duckdb.DuckDBPyConnection, touched: set[str]) -> dict[st
 def _snapshot(
     connection: duckdb.DuckDBPyConnection, touched: set[str]
 ) -> dict[str, tuple[bool, str]]:
-    """The audit's stored classification of these identities, when an audit stored one."""
+    """Return the audit's stored classification of these identities, when there is one."""
     if not touched:
         return {}
     rows = connection.execute(

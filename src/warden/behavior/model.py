@@ -52,7 +52,7 @@ class Driver:
 
 @dataclass
 class Alert:
-    """What one detector found for one identity: the events, the evidence, the baseline."""
+    """One detector's finding on one identity: the events, the evidence, the baseline."""
 
     id: str
     detector: str

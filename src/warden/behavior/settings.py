@@ -9,7 +9,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Settings:
-    """What counts as established, dormant, a burst or an anomaly.
+    """Thresholds for established, dormant, a burst and an anomaly.
 
     The learning window applies per identity from its first event: until it has passed,
     and until the identity has `min_baseline_events` events, detectors that compare with
@@ -41,9 +41,9 @@ class Settings:
     # used within this window is reported even on its first use.
     shared_address_window: timedelta = timedelta(hours=1)
     # Isolation-forest anomaly score (0 to 1) at or above which an event is reported by the
-    # learned detector. NOTE: 0.75 was chosen on two captures, invictus (its 99.5th
-    # percentile is 0.74) and the Kubernetes capture replayed a week later (its 99.9th is
-    # 0.70), and on the test episodes; it is not calibrated on other accounts.
+    # learned detector. NOTE: 0.75 was chosen on two captures and the test episodes. The
+    # 99.5th percentile of invictus is 0.74, and the 99.9th of the Kubernetes capture
+    # replayed a week later is 0.70. It is not calibrated on other accounts.
     anomaly_threshold: float = 0.75
     # Events of one alert are at most this far apart; a longer gap starts a new alert.
     alert_gap: timedelta = timedelta(hours=1)

@@ -139,7 +139,7 @@ def detect(
     reads_nothing = not any((*log_sources, *inventory_sources))
     if workspace is not None and reads_nothing and not (workspace / "warden.duckdb").is_file():
         raise typer.BadParameter(
-            f"workspace {workspace} holds no warden.duckdb; pass sources to read, or the "
+            f"workspace {workspace} contains no warden.duckdb; pass sources to read, or the "
             "--workspace of an earlier 'warden audit' or 'warden detect' run",
             param_hint="--workspace",
         )

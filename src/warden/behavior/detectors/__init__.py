@@ -2,8 +2,8 @@
 
 Adding a detector is one new class (a `Detector`) and one line here. The new-action and
 learned detectors run last because they skip events that a more specific detector already
-reported: such an event gets one alert that says what it is, not a second one that only
-says it is new.
+reported. Such an event gets one alert that names what it is, not a second one that only
+notes that it is new.
 """
 
 from __future__ import annotations

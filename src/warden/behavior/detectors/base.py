@@ -1,4 +1,4 @@
-"""What every detector is, and the query helpers they share.
+"""The detector interface, and the query helpers detectors share.
 
 A detector reads the run's scored events (`behavior_scored`, see
 `warden.behavior.features`) and returns hits. Grouping hits into alerts, storing them and
@@ -19,13 +19,10 @@ if TYPE_CHECKING:
 
     from warden.behavior.settings import Settings
 
-# Columns every detector query returns first, in this order.
-HIT_COLUMNS = "ev_key, event_id, event_time, identity, credential, human, in_batch"
-
 
 @dataclass
 class RunContext:
-    """What a detector may read: the workspace connection and the run's settings."""
+    """The workspace connection and the run's settings, which detectors read."""
 
     connection: duckdb.DuckDBPyConnection
     settings: Settings
@@ -99,13 +96,8 @@ class SqlDetector:
         ]
 
 
-def population(run: RunContext, humans: bool) -> str:
-    """The SQL condition that limits a detector to non-human identities, unless `humans`."""
-    return "TRUE" if humans else "NOT human"
-
-
 def distinct(values: Sequence[Any], limit: int = 8) -> list[Any]:
-    """The distinct non-null values in order of first appearance, at most `limit`."""
+    """Return the distinct non-null values in order of first appearance, at most `limit`."""
     seen: list[Any] = []
     for value in values:
         if value is not None and value not in seen:
@@ -122,7 +114,7 @@ def listing(values: Sequence[Any], limit: int = 5) -> str:
 
 
 def moment(value: Any) -> str:
-    """A time as ISO 8601 in UTC, or "unknown"."""
+    """Format a time as ISO 8601 in UTC, or "unknown"."""
     if value is None:
         return "unknown"
     return str(value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))

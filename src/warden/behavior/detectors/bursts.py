@@ -1,7 +1,7 @@
 """Bursts: many distinct read-only calls, or many secrets read, in a short window.
 
 Both count only what is new to the identity, so that a job that lists every resource or
-reads its own secrets each time it starts is quiet once its baseline holds them.
+reads its own secrets each time it starts is quiet once its baseline contains them.
 """
 
 from __future__ import annotations

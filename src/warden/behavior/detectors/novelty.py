@@ -64,7 +64,7 @@ class NewAction(SqlDetector):
 class DormantWakeUp(SqlDetector):
     """An identity with no activity for `dormant_after` becomes active again.
 
-    The alert holds the first event after the gap and the events within the alert gap
+    The alert contains the first event after the gap and the events within the alert gap
     after it.
     """
 
@@ -124,7 +124,7 @@ class KubernetesFirstUse(SqlDetector):
     """A service account execs into a pod, reads secrets or changes RBAC for the first time.
 
     Past the learning window only, except a grant of `cluster-admin`, which is reported on
-    first use whatever the account's age. The alert holds the first operation of the class
+    first use whatever the account's age. The alert contains the first operation of the class
     and the ones of the same class within the alert gap.
     """
 
@@ -202,7 +202,7 @@ _K8S_TECHNIQUES = {
 
 
 class HumanUse(SqlDetector):
-    """A non-human identity signs in to the console, holds a console session or is driven
+    """A non-human identity signs in to the console, uses a console session or is driven
     from a browser. Console use is high, a browser user agent alone medium."""
 
     id: ClassVar[str] = "human-use-of-nhi"

@@ -1,9 +1,9 @@
 """Credential used away from its workload.
 
 The key is the workload, not the access key, because instance credentials rotate every few
-hours while the session keeps its name: an EC2 instance-role session (role and session
-name `i-…`), another role session, a long-lived key of a non-human user, or a Kubernetes
-service account. The first direct call of the key defines its home address and client;
+hours while the session keeps its name. A workload is an EC2 instance-role session (role and
+session name `i-…`), another role session, a long-lived key of a non-human user, or a
+Kubernetes service account. The first direct call of the key defines its home address and client;
 there is no learning window. Calls made by AWS services for the caller or through a VPC
 endpoint are allowed.
 
