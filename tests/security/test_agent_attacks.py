@@ -259,8 +259,8 @@ async def test_user_cgroup_named_after_container_not_attested(tmp_path: Path) ->
 async def test_unlisted_pods_share_kubelet_requests(tmp_path: Path) -> None:
     # A process whose cgroup names a pod the kubelet does not list is polled for, which is
     # right for a container that has just started. Many such callers at once must share
-    # the kubelet's answers: one fresh pod list per poll each would let a single user
-    # flood the kubelet, and queue every other workload's attestation behind those requests.
+    # the kubelet's responses. One fresh pod list per poll each would let a single user
+    # flood the kubelet and queue every other workload's attestation behind those requests.
     cgroup = (
         "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod"
         f"0d3b2a7e_5c41_4f8e_9a6b_1c2d3e4f5a6b.slice/cri-containerd-{OTHER_ID}.scope\n"
@@ -1056,8 +1056,8 @@ async def test_garbage_bytes_leave_agent_serving(socket_dir: Path) -> None:
 
 
 async def test_idle_connections_released_on_close(socket_dir: Path) -> None:
-    # Many idle connections cost the agent a relayed connection and a process snapshot
-    # each; all of it must be released when they close, and others still get served.
+    # Each idle connection costs the agent a relayed connection and a process snapshot.
+    # All of it must be released when they close, and other callers still get served.
     async with running_agent(socket_dir, discover_workload_path=True) as agent:
         agent.register(make_entry("spiffe://example.org/web", f"unix:uid:{UID}"))
         descriptors_before = len(os.listdir("/proc/self/fd"))

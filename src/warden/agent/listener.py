@@ -64,8 +64,8 @@ def check_socket_directory(directory: Path) -> None:
     """Raise `UnsafeSocketDirectoryError` unless only the agent's user or root control `directory`.
 
     Whoever may rename entries in the socket's directory, or in any directory above it, can
-    put a socket of their own in the agent's place and answer workloads with a trust bundle
-    and SVIDs of their choosing. So every directory on the path, and the target of every
+    put a socket of their own in the agent's place and serve workloads a trust bundle and
+    SVIDs of their choosing. So every directory on the path, and the target of every
     symbolic link on it, must belong to the agent's user or root and must not be writable
     by others, unless its sticky bit is set (as on /tmp), which keeps others from renaming
     or removing entries they do not own.
