@@ -21,6 +21,12 @@ GZIP_MAGIC = b"\x1f\x8b"
 CHUNK_CHARS = 1 << 20
 # Largest single event accepted, in characters; CloudTrail events are far smaller.
 MAX_EVENT_CHARS = 64 << 20
+# Length of the first slice passed to the decoder for each value; a larger value gets a
+# slice twice as long.
+SLICE_CHARS = 1 << 14
+# A decoding error this close to the slice's end may come from a token that the slice cuts
+# (`-Infinity`, a `\uXXXX` escape, a literal such as `false`), so more text is read first.
+CUT_MARGIN_CHARS = 16
 
 
 def _null_constant(_name: str) -> None:
@@ -130,19 +136,36 @@ class _Buffer:
 
         Raises ValueError when the value is invalid or the stream ends inside it.
         """
+        # The decoder gets a slice from the cursor because its error message counts the
+        # lines before the error, which over the whole window would cost the window's length
+        # for every bad line. The slice doubles while a value does not fit in it.
+        size = SLICE_CHARS
         while True:
+            piece = self.text[self.pos : self.pos + size]
+            whole = len(piece) < size  # the slice reaches the end of the text read so far
             try:
-                value, end = _decoder.raw_decode(self.text, self.pos)
+                value, end = _decoder.raw_decode(piece)
             except json.JSONDecodeError as error:
-                # A value cut by the window's end looks like invalid JSON: read more and
+                # A value cut by the slice's end looks like invalid JSON: read more and
                 # retry, up to a bound so that garbage cannot pull the whole file into memory.
-                if len(self.text) - self.pos < MAX_EVENT_CHARS and self.fill():
+                # An error far from the end is real and more text cannot fix it, except an
+                # unterminated string, which the decoder reports where the string starts.
+                cut = len(piece) - error.pos <= CUT_MARGIN_CHARS or error.msg.startswith(
+                    "Unterminated string"
+                )
+                if cut and not whole:
+                    size *= 2
+                    continue
+                if cut and len(self.text) - self.pos < MAX_EVENT_CHARS and self.fill():
                     continue
                 raise ValueError(error.msg) from None
-            # A number at the window's end may continue in the next chunk.
-            if end == len(self.text) and not self.eof and self.fill():
+            # A number at the slice's end may continue after it.
+            if end == len(piece) and not whole:
+                size *= 2
                 continue
-            self.advance(end)
+            if end == len(piece) and not self.eof and self.fill():
+                continue
+            self.advance(self.pos + end)
             return value
 
 

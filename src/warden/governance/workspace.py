@@ -15,8 +15,11 @@ delivery).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
+import re
+import stat
 import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -127,6 +130,9 @@ MEMORY_LIMIT = "512MB"
 # A larger file fails the fast path and is read by the streaming reader, which keeps one
 # event at a time in memory.
 MAX_OBJECT_BYTES = 32 << 20
+# Problems listed per damaged file; the rest are counted in one more warning, so that a
+# large file of text lines does not fill the report with a warning per line.
+MAX_WARNINGS_PER_FILE = 20
 
 
 @dataclass(frozen=True)
@@ -260,6 +266,12 @@ class Workspace:
             except OSError as error:
                 stats.warnings.append((text_path, None, f"cannot read file: {error}"))
                 continue
+            if not stat.S_ISREG(status.st_mode):
+                # Reading a pipe or a device such as /dev/zero would never end.
+                stats.warnings.append(
+                    (text_path, None, "not a regular file (a pipe, device or socket); skipped")
+                )
+                continue
             if known.get(text_path) == (status.st_size, status.st_mtime_ns):
                 stats.files_unchanged += 1
                 continue
@@ -334,7 +346,7 @@ class Workspace:
 
         shape = batch[0].shape
         relation = _relation_sql(kind, shape, batch[0].gzip)
-        paths = [str(item.path) for item in batch]
+        paths = [_duckdb_path(item.path) for item in batch]
         connection = self.connection
         connection.execute("BEGIN TRANSACTION")
         try:
@@ -379,53 +391,77 @@ class Workspace:
 
     def _ingest_tolerant(self, kind: LogKind, pending: PendingFile, stats: IngestStats) -> None:
         """Read a damaged file with the streaming reader and ingest the events it recovers."""
-        import orjson
+        import duckdb
 
         from warden.governance.jsonstream import StreamProblem, iter_events
 
         text_path = str(pending.path)
         recovered = 0
+        problems = 0
         missing_lines: list[int] = []
         with tempfile.NamedTemporaryFile(
             "wb", suffix=".jsonl", dir=self.directory, delete=False
         ) as spool:
             for item in iter_events(pending.path):
                 if isinstance(item, StreamProblem):
-                    stats.warnings.append((text_path, item.line, item.message))
+                    problems += 1
+                    if problems <= MAX_WARNINGS_PER_FILE:
+                        stats.warnings.append((text_path, item.line, item.message))
                     continue
                 if kind.name == "cloudtrail" and not isinstance(
                     item.value.get("userIdentity"), dict
                 ):
                     missing_lines.append(item.line)
-                spool.write(orjson.dumps(item.value))
+                # A JSON escape can decode to a lone surrogate, which UTF-8 cannot encode
+                # and DuckDB rejects; it is stored as "?".
+                text = json.dumps(item.value, ensure_ascii=False)
+                spool.write(text.encode("utf-8", "replace"))
                 spool.write(b"\n")
                 recovered += 1
+        if problems > MAX_WARNINGS_PER_FILE:
+            stats.warnings.append(
+                (
+                    text_path,
+                    None,
+                    f"{problems} problems in this file in all; only the first "
+                    f"{MAX_WARNINGS_PER_FILE} are listed",
+                )
+            )
         spool_path = Path(spool.name)
+        connection = self.connection
+        connection.execute("BEGIN TRANSACTION")
         try:
             if recovered:
                 relation = _relation_sql(kind, "lines", False, filename=text_path)
-                self.connection.execute(
+                connection.execute(
                     f"INSERT INTO activity SELECT {kind.select_sql} FROM ({relation}) AS ev",  # noqa: S608
-                    [[str(spool_path)]],
+                    [[_duckdb_path(spool_path)]],
                 )
+            status = "read" if not problems else "partial" if recovered else "failed"
+            self._record(
+                pending.path,
+                pending.size,
+                pending.mtime_ns,
+                pending.sha256,
+                kind.name,
+                pending.shape,
+                recovered,
+                status,
+                None,
+            )
+            connection.execute("COMMIT")
+        except duckdb.Error as error:
+            connection.execute("ROLLBACK")
+            stats.warnings.append(
+                (text_path, None, f"cannot store the events read from this file: {error}")
+            )
+            recovered = 0
         finally:
             spool_path.unlink(missing_ok=True)
         if missing_lines:
             stats.warnings.append(
                 (text_path, missing_lines[0], _missing_message(len(missing_lines)))
             )
-        status = "partial" if recovered else "failed"
-        self._record(
-            pending.path,
-            pending.size,
-            pending.mtime_ns,
-            pending.sha256,
-            kind.name,
-            pending.shape,
-            recovered,
-            status,
-            None,
-        )
         stats.files_read += 1
         stats.events += recovered
 
@@ -533,6 +569,15 @@ def _relation_sql(kind: LogKind, shape: str, gzip: bool, filename: str | None = 
         f"json_extract(e, {_sql_string(kind.identity_path)}) IS NULL AS no_identity, filename "
         f"FROM ({events}))"
     )
+
+
+def _duckdb_path(path: Path) -> str:
+    """Return `path` with DuckDB's glob characters escaped, so that it names one file.
+
+    DuckDB expands `*`, `?` and `[...]` in every path it reads; a file named `*.json` would
+    otherwise read its whole directory. A bracket holding one character matches just it.
+    """
+    return re.sub(r"([*?\[])", r"[\1]", str(path))
 
 
 def _identifier(name: str) -> str:
