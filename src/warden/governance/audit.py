@@ -361,9 +361,26 @@ def _registry_readers(
     return readers
 
 
+# A key=value pair whose key ends in "password", as libpq's keyword form and URL query
+# parameters write it; the value may be quoted with backslash escapes.
+_PASSWORD_PARAMETER = re.compile(
+    r"((?:^|[\s?&])\w*password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)", re.IGNORECASE
+)
+
+
 def _redact(location: str) -> str:
-    """Hide a password in a connection string before it reaches a report or log."""
-    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", location)
+    """Hide every password in a connection string before it reaches a report or log.
+
+    The user information of a URL ends at its last `@`, because a password may contain `@`
+    or `/`. Keyword and query parameters named `*password` are hidden too.
+    """
+    text = _PASSWORD_PARAMETER.sub(r"\1***", location)
+    scheme, separator, rest = text.partition("://")
+    if separator and "@" in rest:
+        user_info, host = rest.rsplit("@", 1)
+        if ":" in user_info:
+            text = f"{scheme}://{user_info.split(':', 1)[0]}:***@{host}"
+    return text
 
 
 def _merge_analyses(analyses: list[IamAnalysis]) -> IamAnalysis | None:
