@@ -271,7 +271,9 @@ class Analyzer:
             named = _trust_names(statement, principal, role)
             if named is None:
                 continue
-            holds, _notes = evaluate_condition(statement.condition, self.context)
+            holds, _notes = evaluate_condition(
+                statement.condition, self.context, deny=statement.effect == "Deny"
+            )
             if statement.effect == "Deny":
                 if holds is Tri.TRUE:
                     return None

@@ -201,8 +201,15 @@ def matches_resource(statement: Statement, resource: str | None) -> bool:
     return False
 
 
-def evaluate_condition(condition: dict[str, Any], context: RequestContext) -> tuple[Tri, list[str]]:
-    """Evaluate a Condition block: every operator and key must hold (AND), any value may (OR)."""
+def evaluate_condition(
+    condition: dict[str, Any], context: RequestContext, deny: bool = False
+) -> tuple[Tri, list[str]]:
+    """Evaluate a Condition block: every operator and key must hold (AND), any value may (OR).
+
+    Keys whose value the caller chooses (`aws:SecureTransport`, `aws:TokenIssueTime`) hold
+    for an Allow when some choice satisfies them. For a Deny (`deny=True`) they hold only
+    when every choice does, because the caller picks the one that avoids the Deny.
+    """
     result = Tri.TRUE
     notes: list[str] = []
     for operator, entries in condition.items():
@@ -210,7 +217,7 @@ def evaluate_condition(condition: dict[str, Any], context: RequestContext) -> tu
             return Tri.UNKNOWN, [f"malformed condition {operator}"]
         for key, values in entries.items():
             value_list = values if isinstance(values, list) else [values]
-            outcome = _evaluate_one(operator, key, [str(v) for v in value_list], context)
+            outcome = _evaluate_one(operator, key, [str(v) for v in value_list], context, deny)
             if outcome is Tri.UNKNOWN:
                 notes.append(
                     f"condition {operator} {key} {_compact(values)} cannot be evaluated "
@@ -220,7 +227,9 @@ def evaluate_condition(condition: dict[str, Any], context: RequestContext) -> tu
     return result, notes
 
 
-def _evaluate_one(operator: str, key: str, values: Sequence[str], context: RequestContext) -> Tri:
+def _evaluate_one(
+    operator: str, key: str, values: Sequence[str], context: RequestContext, deny: bool
+) -> Tri:
     base = operator
     if_exists = base.endswith("IfExists")
     if if_exists:
@@ -229,9 +238,11 @@ def _evaluate_one(operator: str, key: str, values: Sequence[str], context: Reque
         return Tri.UNKNOWN
     lowered = key.lower()
     if lowered in ("aws:currenttime", "aws:tokenissuetime") and base.startswith("Date"):
-        return _evaluate_date(base, lowered, values, context)
+        return _evaluate_date(base, lowered, values, context, every=deny)
     if lowered == "aws:securetransport" and base == "Bool":
-        return Tri.TRUE
+        if not deny:
+            return Tri.TRUE
+        return Tri.TRUE if {"true", "false"} <= {value.lower() for value in values} else Tri.FALSE
     if lowered == "iam:passedtoservice":
         if context.passed_to_service is None:
             return Tri.TRUE if if_exists else Tri.UNKNOWN
@@ -255,17 +266,22 @@ def _evaluate_string(operator: str, actual: str, values: Sequence[str]) -> Tri:
     return Tri.UNKNOWN
 
 
-def _evaluate_date(operator: str, key: str, values: Sequence[str], context: RequestContext) -> Tri:
+def _evaluate_date(
+    operator: str, key: str, values: Sequence[str], context: RequestContext, every: bool = False
+) -> Tri:
     """Decide a date condition at the as-of time.
 
     For `aws:TokenIssueTime` the caller can use any token issued in the session window
-    before the as-of time, so the condition holds when some instant in that window does.
+    before the as-of time, so the condition holds when some instant in that window does,
+    or with `every`, when each instant does.
     """
     moments = [_parse_time(value) for value in values]
     if any(moment is None for moment in moments):
         return Tri.UNKNOWN
     latest = context.as_of
     earliest = latest if key == "aws:currenttime" else latest - MAX_SESSION_AGE
+    if every and earliest != latest:
+        return _evaluate_date_everywhere(operator, moments, earliest, latest)
     for moment in moments:
         assert moment is not None
         if operator == "DateGreaterThan" and latest > moment:
@@ -289,6 +305,28 @@ def _evaluate_date(operator: str, key: str, values: Sequence[str], context: Requ
     ):
         return Tri.FALSE
     return Tri.UNKNOWN
+
+
+def _evaluate_date_everywhere(
+    operator: str, moments: Sequence[datetime | None], earliest: datetime, latest: datetime
+) -> Tri:
+    """Decide whether a date condition holds at every instant from `earliest` to `latest`.
+
+    A value is tried alone, so a window that only several values cover together counts as
+    not covered: for a Deny that errs towards reporting the path.
+    """
+    known = [moment for moment in moments if moment is not None]
+    holds = {
+        "DateGreaterThan": lambda moment: earliest > moment,
+        "DateGreaterThanEquals": lambda moment: earliest >= moment,
+        "DateLessThan": lambda moment: latest < moment,
+        "DateLessThanEquals": lambda moment: latest <= moment,
+        "DateEquals": lambda _moment: False,
+        "DateNotEquals": lambda moment: not earliest <= moment <= latest,
+    }.get(operator)
+    if holds is None:
+        return Tri.UNKNOWN
+    return Tri.TRUE if any(holds(moment) for moment in known) else Tri.FALSE
 
 
 def _parse_time(text: str) -> datetime | None:
@@ -334,7 +372,9 @@ def _evaluate_set(
     for statement in statements:
         if not matches_action(statement, action) or not matches_resource(statement, resource):
             continue
-        holds, notes = evaluate_condition(statement.condition, context)
+        holds, notes = evaluate_condition(
+            statement.condition, context, deny=statement.effect == "Deny"
+        )
         if holds is Tri.FALSE:
             continue
         if statement.effect == "Deny":
