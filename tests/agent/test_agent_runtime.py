@@ -702,3 +702,36 @@ plugins {{
     # The token is a secret: the agent ID contains it, but no log line shows it otherwise.
     log = stderr.decode().replace(f"join_token/{token}", "join_token/<id>")
     assert token not in log
+
+
+async def test_agent_health_and_metrics_endpoints(setup: Setup) -> None:
+    import httpx
+
+    from warden.agent.observability import ListenerSettings
+
+    agent = RunningAgent(
+        Agent(
+            await setup.agent_options(
+                setup.root / "agent",
+                JoinTokenAttestor(await setup.join_token()),
+                health_listener=ListenerSettings("127.0.0.1", 0),
+                prometheus_listener=ListenerSettings("127.0.0.1", 0),
+            )
+        )
+    )
+    try:
+        await agent.ready()
+        health_port, metrics_port = agent.agent.observability.ports
+        async with httpx.AsyncClient() as client:
+            live = await client.get(f"http://127.0.0.1:{health_port}/live")
+            ready = await client.get(f"http://127.0.0.1:{health_port}/ready")
+            missing = await client.get(f"http://127.0.0.1:{health_port}/nothing")
+            scraped = await client.get(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert live.status_code == 200
+        assert ready.status_code == 200
+        assert ready.json()["ready"] is True
+        assert missing.status_code == 404
+        assert "spire_agent_ready 1.0" in scraped.text
+        assert "spire_agent_uptime_in_ms" in scraped.text
+    finally:
+        assert await agent.stop() == 0

@@ -16,6 +16,7 @@ from typing import TextIO
 from warden import logs
 from warden.agent.attestor import PluginConfigError, WorkloadAttestor, build_workload_attestor
 from warden.agent.nodeattest import NodeAttestationError, build_node_attestor
+from warden.agent.observability import ListenerSettings
 from warden.agent.ratelimit import RateLimit
 from warden.agent.runtime import Agent, AgentOptions
 from warden.config.agent import AgentConfig, load_agent_config
@@ -103,6 +104,18 @@ def options_from_config(config: AgentConfig, join_token: str | None = None) -> A
         ),
         max_svids=int(settings.x509_svid_cache_max_size),
         usage_interval=settings.usage_report_interval.total_seconds(),
+        health_listener=(
+            ListenerSettings(config.health_checks.bind_address, config.health_checks.bind_port)
+            if config.health_checks.listener_enabled
+            else None
+        ),
+        live_path=config.health_checks.live_path,
+        ready_path=config.health_checks.ready_path,
+        prometheus_listener=(
+            ListenerSettings(config.telemetry.prometheus.host, config.telemetry.prometheus.port)
+            if config.telemetry.prometheus is not None
+            else None
+        ),
     )
 
 

@@ -33,6 +33,7 @@ from warden.agent.endpoint import WorkloadEndpoint
 from warden.agent.listener import prepare_socket_path
 from warden.agent.manager import DEFAULT_MAX_SVIDS, EntryUpdate, Manager
 from warden.agent.nodeattest import NodeAttestationError, NodeAttestorClient
+from warden.agent.observability import AgentObservability, ListenerSettings
 from warden.agent.ratelimit import RateLimit
 from warden.agent.serverapi import AgentRejectedError, ServerConnection, ServerUnavailableError
 from warden.agent.state import (
@@ -78,6 +79,11 @@ class AgentOptions:
     max_svids: int = DEFAULT_MAX_SVIDS
     usage_interval: float = DEFAULT_REPORT_INTERVAL_SECONDS
     retry_max: float = RETRY_MAX_SECONDS
+    #: `health_checks` and `telemetry { Prometheus { } }` listeners; None turns one off.
+    health_listener: ListenerSettings | None = None
+    live_path: str = "/live"
+    ready_path: str = "/ready"
+    prometheus_listener: ListenerSettings | None = None
 
 
 def _csr(key: PrivateKey) -> bytes:
@@ -117,6 +123,7 @@ class Agent:
             self.manager, self.attestor, options.socket_path, rate_limit=options.rate_limit
         )
         self.exit_code = 0
+        self.observability = AgentObservability(self._readiness)
         self.stop_reason: str | None = None
         self.synced = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -171,6 +178,15 @@ class Agent:
             asyncio.create_task(self._sync_loop(), name="warden-agent-sync"),
             asyncio.create_task(self._renew_loop(), name="warden-agent-renew"),
         ]
+        try:
+            await self.observability.start(
+                self.options.health_listener,
+                self.options.live_path,
+                self.options.ready_path,
+                self.options.prometheus_listener,
+            )
+        except OSError as error:
+            raise AgentStartError(str(error)) from None
 
     async def run(self) -> int:
         """Start, serve until stopped, shut down; return the process exit code."""
@@ -198,12 +214,24 @@ class Agent:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.observability.stop()
         await self.endpoint.stop()
         await self.manager.stop()
         await self.usage.stop()
         await self.attestor.close()
         await self.connection.close()
         log.info("agent stopped", extra={"error": self.stop_reason} if self.stop_reason else {})
+
+    def _readiness(self) -> tuple[bool, str]:
+        """Ready while the agent holds an unexpired SVID and serves the Workload API."""
+        identity = getattr(self, "identity", None)
+        if identity is None:
+            return False, "the agent has no SVID yet"
+        if identity.chain[0].not_valid_after_utc <= datetime.now(UTC):
+            return False, "the agent SVID has expired; the server is unreachable or rejects it"
+        if self._stopped.is_set():
+            return False, "the agent is stopping"
+        return True, ""
 
     # Attestation.
 
