@@ -166,6 +166,11 @@ CHECKS: dict[str, CheckInfo] = {
     )
 }
 
+# Escalation paths and targets per path listed in a finding's details, most severe first.
+# Every principal that can assume a role inherits the role's paths, so without a bound an
+# account where many principals reach many roles writes principals x roles x targets.
+MAX_DETAIL_PATHS = 50
+MAX_DETAIL_TARGETS = 25
 SEVERITY_FOR_LEVEL = {
     "admin": Severity.CRITICAL,
     "high": Severity.HIGH,
@@ -398,6 +403,7 @@ def _escalation_finding(identity: Identity, paths: list[EscalationPath]) -> Find
         evidence.append(f"and {len(ranked) - 10} more paths")
     details = {
         "methods": methods,
+        "paths_total": len(ranked),
         "paths": [
             {
                 "method": p.method,
@@ -405,12 +411,13 @@ def _escalation_finding(identity: Identity, paths: list[EscalationPath]) -> Find
                     {"role": h.role, "reason": h.reason, "certain": h.certain} for h in p.hops
                 ],
                 "steps": [{"action": a, "resource": r, "granted_by": s} for a, r, s in p.grants],
-                "targets": p.targets,
+                "targets": p.targets[:MAX_DETAIL_TARGETS],
+                "targets_total": len(p.targets),
                 "reaches": p.level,
                 "certain": p.certain,
                 "notes": p.notes,
             }
-            for p in ranked
+            for p in ranked[:MAX_DETAIL_PATHS]
         ],
     }
     title = f"Privilege-escalation path ({best.method}" + (
