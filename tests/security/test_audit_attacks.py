@@ -503,6 +503,42 @@ def test_special_file_in_log_directory_skipped(tmp_path, special):
     assert any(warning.path == str(trap) for warning in report.warnings)
 
 
+@pytest.mark.timeout(60)
+def test_fifo_in_github_directory_skipped(tmp_path):
+    export = tmp_path / "github"
+    write_json(export / "keys.json", [GOOD_DEPLOY_KEY])
+    os.mkfifo(export / "trap.json")
+
+    report = audit(github=[export])
+
+    assert "github:acme/app:deploy-key:7" in identity_ids(report)
+    assert any(warning.path == str(export / "trap.json") for warning in report.warnings)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=subprocess.TimeoutExpired,
+    reason="warden.scan opens a FIFO found in a --secrets directory and waits for a writer "
+    "forever, so the audit never ends",
+)
+def test_fifo_in_secrets_directory_skipped(tmp_path):
+    pytest.importorskip("warden.scan", reason="the secret scanner is not installed")
+    code = tmp_path / "repo"
+    code.mkdir()
+    (code / "settings.env").write_text("LOG_LEVEL=info\n", encoding="utf-8")
+    os.mkfifo(code / "trap.env")
+
+    result = subprocess.run(
+        [*WARDEN, "audit", "--secrets", str(code), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+
+
 def test_glob_characters_in_file_names(tmp_path):
     logs = tmp_path / "logs"
     number = 0

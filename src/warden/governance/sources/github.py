@@ -36,6 +36,14 @@ SENSITIVE_PERMISSIONS = (
 def add_export(inventory: Inventory, path: Path) -> None:
     files = sorted(p for p in path.rglob("*.json")) if path.is_dir() else [path]
     for file in files:
+        if file.is_dir():
+            continue
+        if file != path and not file.is_file():
+            # Reading a pipe or a device found in a directory would never end.
+            inventory.warn(
+                SOURCE, str(file), "not a regular file (a pipe, device or socket); skipped"
+            )
+            continue
         _add_file(inventory, file)
 
 
