@@ -754,6 +754,21 @@ def test_privesc_details_stay_bounded(tmp_path):
 # Classification: declarations in tags are input, and a tag must not switch the checks off.
 
 
+def test_sso_role_name_outside_sso_path_checked(tmp_path):
+    backdoor = iam_role("AWSReservedSSO_Backdoor_0123456789abcdef", [ADMIN], "*")
+    real = iam_role("AWSReservedSSO_ReadOnly_fedcba9876543210", [], f"{ARN}root")
+    real["Path"] = "/aws-reserved/sso.amazonaws.com/"
+    real["Arn"] = f"{ARN}role/aws-reserved/sso.amazonaws.com/{real['RoleName']}"
+    path = write_json(tmp_path / "details.json", authorization_details([], [backdoor, real]))
+
+    report = audit(aws_authorization_details=[path])
+
+    checks = {f.check for f in report.findings if f.identity == backdoor["Arn"]}
+    assert "NHI5-ADMIN" in checks
+    assert "NHI5-PERMISSIVE-TRUST" in checks
+    assert real["Arn"] in {identity.id for identity in report.humans}
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="a tag identity-type=human makes an IAM user human, and no check runs on humans, "

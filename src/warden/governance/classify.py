@@ -62,9 +62,11 @@ def _decide(identity: Identity) -> tuple[bool, str]:
 def _classify_role(identity: Identity) -> tuple[bool, str]:
     facts = identity.facts
     path = str(facts.get("path", ""))
-    if identity.name.startswith(SSO_ROLE_PREFIX) or "/aws-reserved/sso.amazonaws.com/" in (
-        path + identity.id
-    ):
+    # IAM Identity Center creates its roles under this path. The name alone decides only when
+    # no export gave the path, because anyone allowed iam:CreateRole can choose the name.
+    sso_path = "/aws-reserved/sso.amazonaws.com/"
+    named_like_sso = identity.name.startswith(SSO_ROLE_PREFIX) and "path" not in facts
+    if named_like_sso or sso_path in path + identity.id:
         return True, "role assumed through SSO (AWSReservedSSO_*)"
     if "/aws-service-role/" in path or "/aws-service-role/" in identity.id:
         return False, "service-linked role, assumed by an AWS service"
