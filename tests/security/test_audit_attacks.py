@@ -727,6 +727,38 @@ def test_avoidable_deny_keeps_admin_finding(tmp_path):
     }
 
 
+def test_web_identity_trust_without_subject(tmp_path):
+    provider = f"{ARN}oidc-provider/ci.example.org"
+    roles = []
+    for name, condition in (
+        ("deploy-any-repo", {"StringEquals": {"ci.example.org:aud": "sts.amazonaws.com"}}),
+        ("deploy-wildcard", {"StringLike": {"ci.example.org:sub": "*"}}),
+        ("deploy-one-repo", {"StringLike": {"ci.example.org:sub": "repo:acme/app:*"}}),
+    ):
+        role = iam_role(name, [], f"{ARN}root")
+        role["AssumeRolePolicyDocument"] = {
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": "sts:AssumeRoleWithWebIdentity",
+                    "Principal": {"Federated": provider},
+                    "Condition": condition,
+                }
+            ]
+        }
+        roles.append(role)
+    path = write_json(tmp_path / "details.json", authorization_details([], roles))
+
+    report = audit(aws_authorization_details=[path])
+
+    permissive = {
+        f.identity.rsplit("/", 1)[-1] for f in report.findings if f.check == "NHI5-PERMISSIVE-TRUST"
+    }
+    assert "deploy-any-repo" in permissive
+    assert "deploy-wildcard" in permissive
+    assert "deploy-one-repo" not in permissive
+
+
 def test_privesc_details_stay_bounded(tmp_path):
     # Every user may assume every role (the roles trust the account), and every role can
     # escalate: principals times roles paths, each naming every user as a target.

@@ -301,6 +301,10 @@ class Analyzer:
     def _permissive(self, role: Principal) -> list[str]:
         reasons: list[str] = []
         for statement in role.trust:
+            if statement.effect == "Allow" and matches_action(
+                statement, "sts:AssumeRoleWithWebIdentity"
+            ):
+                reasons.extend(_unrestricted_web_identity(statement))
             if statement.effect != "Allow" or not matches_action(statement, "sts:AssumeRole"):
                 continue
             principals = _aws_principals(statement)
@@ -493,6 +497,34 @@ def _trust_names(
                     f"{role.name}'s trust policy names session {session} of {principal.name}",
                 )
     return None
+
+
+def _unrestricted_web_identity(statement: Statement) -> list[str]:
+    """Name each OIDC provider that the statement trusts for every subject it issues tokens to.
+
+    Without a condition on `<provider>:sub`, every subject of the provider may assume the
+    role: every repository of a public CI service, every service account of a cluster.
+    """
+    reasons = []
+    for provider in statement.federated_principals:
+        if ":oidc-provider/" not in provider:
+            continue
+        host = provider.split(":oidc-provider/", 1)[1]
+        subject_key = f"{host}:sub".lower()
+        restricted = any(
+            key.lower() == subject_key
+            and not {str(value) for value in (values if isinstance(values, list) else [values])}
+            <= {"*", ""}
+            for operator, entries in statement.condition.items()
+            if isinstance(entries, dict) and operator.startswith("String")
+            for key, values in entries.items()
+        )
+        if not restricted:
+            reasons.append(
+                f"trust policy lets every subject of OIDC provider {host} assume it "
+                f"(no condition on {host}:sub)"
+            )
+    return reasons
 
 
 def _trust_key(value: str) -> str:
