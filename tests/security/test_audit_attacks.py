@@ -396,6 +396,23 @@ def test_suppression_alias_bomb_rejected(tmp_path):
         audit(k8s_objects=[objects], suppressions=path)
 
 
+def test_suppression_without_end_date_applies(tmp_path):
+    objects = write_json(
+        tmp_path / "objects.json", {"kind": "List", "items": [GOOD_SERVICE_ACCOUNT]}
+    )
+    path = tmp_path / "suppressions.yaml"
+    path.write_text(
+        "- {check: NHI1-NO-OWNER, identity: '*:good', accepted_by: me, reason: standby,"
+        " expires: 9999-12-31}\n",
+        encoding="utf-8",
+    )
+
+    report = audit(k8s_objects=[objects], suppressions=path)
+
+    assert [f.check for f in report.suppressed] == ["NHI1-NO-OWNER"]
+    assert report.expired_suppressions == []
+
+
 # The workspace.
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import fnmatch
 import json
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from warden.governance.model import Finding
@@ -40,8 +40,8 @@ class Suppression:
         )
 
     def active_at(self, moment: datetime) -> bool:
-        end = datetime.combine(self.expires + timedelta(days=1), time.min, tzinfo=UTC)
-        return moment < end
+        # Comparing dates, not the instant after the expiry day, also works for 9999-12-31.
+        return moment.astimezone(UTC).date() <= self.expires
 
     def as_dict(self) -> dict[str, str]:
         return {
