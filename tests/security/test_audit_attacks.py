@@ -456,6 +456,17 @@ def test_unusable_workspace_is_audit_error(tmp_path, damage):
         audit(k8s_objects=[objects], workspace=workspace)
 
 
+def test_missing_workspace_alone_is_rejected(tmp_path):
+    # A CI gate that audits a kept workspace must not pass because its path is wrong.
+    missing = tmp_path / "no-such-workspace"
+
+    result = warden("audit", "--workspace", str(missing), "--fail-on", "low")
+
+    assert result.returncode == 2, result.stderr
+    assert "no earlier audit" in result.stderr
+    assert not missing.exists()
+
+
 def test_killed_ingest_then_rerun_counts_once(tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()

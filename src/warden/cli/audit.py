@@ -138,7 +138,7 @@ def audit(
         except ValueError as error:
             raise typer.BadParameter(str(error), param_hint="--fail-on") from None
     moment = _parse_as_of(as_of)
-    if not any(
+    sources_given = any(
         (
             aws_credential_report,
             aws_authorization_details,
@@ -148,10 +148,20 @@ def audit(
             github,
             warden_datastore,
             secrets,
-            workspace,
             aws_live,
         )
-    ):
+    )
+    if not sources_given and workspace is not None:
+        from warden.governance.workspace import DATABASE_NAME
+
+        # A mistyped path would otherwise audit a new, empty workspace and pass --fail-on.
+        if not (workspace / DATABASE_NAME).is_file():
+            raise typer.BadParameter(
+                f"{workspace} holds no earlier audit (no {DATABASE_NAME}); give the workspace "
+                "of an earlier run, or a source option",
+                param_hint="--workspace",
+            )
+    if not sources_given and workspace is None:
         raise typer.BadParameter(
             "no source given: pass at least one of --aws-credential-report, "
             "--aws-authorization-details, --cloudtrail, --k8s-objects, --k8s-audit, --github, "
