@@ -61,6 +61,11 @@ def warden(*arguments: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def panel_text(stderr: str) -> str:
+    """Return the text of Typer's error panel without its borders, wrapping and spaces."""
+    return "".join(stderr.replace("│", "").split())
+
+
 def report_text(report: AuditReport) -> str:
     return json.dumps(report.to_json())
 
@@ -463,8 +468,20 @@ def test_missing_workspace_alone_is_rejected(tmp_path):
     result = warden("audit", "--workspace", str(missing), "--fail-on", "low")
 
     assert result.returncode == 2, result.stderr
-    assert "no earlier audit" in result.stderr
+    assert "noearlieraudit" in panel_text(result.stderr)
     assert not missing.exists()
+
+
+def test_missing_source_path_is_rejected(tmp_path):
+    objects = write_json(tmp_path / "objects.json", {"kind": "List", "items": []})
+    missing = tmp_path / "cloudtrail-typo"
+
+    result = warden(
+        "audit", "--k8s-objects", str(objects), "--cloudtrail", str(missing), "--fail-on", "low"
+    )
+
+    assert result.returncode == 2, result.stderr
+    assert "cloudtrail-typo" in panel_text(result.stderr)
 
 
 def test_killed_ingest_then_rerun_counts_once(tmp_path):

@@ -167,6 +167,21 @@ def audit(
             "--aws-authorization-details, --cloudtrail, --k8s-objects, --k8s-audit, --github, "
             "--warden-datastore, --secrets, --aws-live or an existing --workspace"
         )
+    path_options = (
+        ("--aws-credential-report", aws_credential_report),
+        ("--aws-authorization-details", aws_authorization_details),
+        ("--cloudtrail", cloudtrail),
+        ("--k8s-objects", k8s_objects),
+        ("--k8s-audit", k8s_audit),
+        ("--github", github),
+        ("--secrets", secrets),
+    )
+    # A mistyped path would only be a warning in the report, and --fail-on would pass.
+    missing = [
+        f"{flag} {path}" for flag, paths in path_options for path in paths if not path.exists()
+    ]
+    if missing:
+        raise typer.BadParameter(f"not found: {', '.join(missing)}; check the paths")
     console = Console(stderr=True)
     with LogProgress(console) as progress:
         options = AuditOptions(
