@@ -679,6 +679,28 @@ def test_damaged_log_read_without_orjson(tmp_path):
     assert f"{ARN}user/ci" in result.stdout
 
 
+def test_deep_nesting_is_a_warning(tmp_path):
+    deep = "[" * 100_000 + "]" * 100_000
+    objects = tmp_path / "objects.json"
+    objects.write_text('{"kind": "List", "items": ' + deep + "}", encoding="utf-8")
+    good = write_json(tmp_path / "good.json", {"kind": "List", "items": [GOOD_SERVICE_ACCOUNT]})
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    # Truncated, so that the streaming reader reads it after DuckDB rejects it.
+    event = json.dumps(cloudtrail_event(1))
+    (logs / "delivery.json").write_text(
+        '{"Records": [' + event + ', {"eventID": "deep", "requestParameters": ' + deep[:-10],
+        encoding="utf-8",
+    )
+
+    report = audit(k8s_objects=[objects, good], cloudtrail=[logs])
+
+    assert "system:serviceaccount:apps:good" in identity_ids(report)
+    assert f"{ARN}user/ci" in identity_ids(report)
+    assert any(warning.path == str(objects) for warning in report.warnings)
+    assert any(warning.path == str(logs / "delivery.json") for warning in report.warnings)
+
+
 def test_non_finite_numbers_keep_report_json(tmp_path):
     objects = tmp_path / "objects.json"
     objects.write_text(

@@ -29,6 +29,9 @@ SLICE_CHARS = 1 << 14
 CUT_MARGIN_CHARS = 16
 
 
+_TOO_DEEP = "arrays or objects nested too deeply"
+
+
 def _null_constant(_name: str) -> None:
     return None
 
@@ -39,8 +42,15 @@ _decoder = json.JSONDecoder(parse_constant=_null_constant)
 
 
 def loads(text: str) -> Any:
-    """Parse a JSON document, reading NaN and Infinity as null."""
-    return _decoder.decode(text)
+    """Parse a JSON document, reading NaN and Infinity as null.
+
+    Raises json.JSONDecodeError, also for arrays or objects nested too deeply for Python's
+    parser, which raises RecursionError for them.
+    """
+    try:
+        return _decoder.decode(text)
+    except RecursionError:
+        raise json.JSONDecodeError(_TOO_DEEP, text, 0) from None
 
 
 @dataclass(frozen=True)
@@ -145,6 +155,8 @@ class _Buffer:
             whole = len(piece) < size  # the slice reaches the end of the text read so far
             try:
                 value, end = _decoder.raw_decode(piece)
+            except RecursionError:
+                raise ValueError(_TOO_DEEP) from None
             except json.JSONDecodeError as error:
                 # A value cut by the slice's end looks like invalid JSON: read more and
                 # retry, up to a bound so that garbage cannot pull the whole file into memory.
