@@ -9,13 +9,13 @@ people and teams marks owners who have left.
 from __future__ import annotations
 
 import fnmatch
-import json
 import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from warden.governance import jsonstream
 from warden.governance.model import Identity
 
 DEFAULT_OWNER_KEYS = ("owner", "team", "owner-email", "contact")
@@ -94,7 +94,7 @@ def _load_structured(path: Path) -> object:
     text = _read_text(path)
     try:
         if path.suffix.lower() == ".json":
-            return json.loads(text)
+            return jsonstream.loads(text)
         return load_yaml(text)
     except ValueError as error:
         raise ValueError(f"{path}: invalid {path.suffix.lstrip('.') or 'YAML'}: {error}") from error
@@ -108,6 +108,8 @@ def load_yaml(text: str) -> object:
         return yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ValueError(str(error)) from error
+    except RecursionError:
+        raise ValueError("lists or mappings nested too deeply") from None
 
 
 def resolve_owner(

@@ -15,11 +15,11 @@ An expired one stops applying and the report lists it.
 from __future__ import annotations
 
 import fnmatch
-import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from warden.governance import jsonstream
 from warden.governance.model import Finding
 from warden.governance.owners import SCALAR_TYPES, load_yaml
 
@@ -57,7 +57,7 @@ def load(path: Path) -> list[Suppression]:
     """Read suppressions; raise ValueError naming the file, entry and field that is wrong."""
     try:
         text = path.read_text(encoding="utf-8")
-        document = json.loads(text) if path.suffix.lower() == ".json" else load_yaml(text)
+        document = jsonstream.loads(text) if path.suffix.lower() == ".json" else load_yaml(text)
     except (OSError, ValueError) as error:
         raise ValueError(f"{path}: cannot read suppressions: {error}") from error
     if isinstance(document, dict):
