@@ -582,7 +582,9 @@ async def test_rotate_root_needs_password_file(broker: DatabaseBroker) -> None:
 async def test_lease_expired_while_stopped_revoked_at_start(
     tmp_path: Path, password_cluster: PasswordCluster, orders_database: str
 ) -> None:
-    settings = database_settings(password_cluster, orders_database, writer_ttl=timedelta(seconds=1))
+    # Lease ends are rounded down to the second. With a lease of three seconds, the first
+    # server's sweeper cannot revoke it while a loaded machine is still creating the user.
+    settings = database_settings(password_cluster, orders_database, writer_ttl=timedelta(seconds=3))
     options = credential_server_options(
         tmp_path, http_api=None, database=settings, database_sweep_interval=timedelta(seconds=30)
     )
@@ -594,7 +596,8 @@ async def test_lease_expired_while_stopped_revoked_at_start(
         )
     finally:
         await first.stop()
-    await asyncio.sleep(1.5)
+    remaining = (issued.lease.expires_at - datetime.now(UTC)).total_seconds()
+    await asyncio.sleep(max(remaining, 0) + 0.2)
     assert password_cluster.role_exists(issued.username)
 
     second = WardenServer(options, metrics=Metrics(CollectorRegistry()))
@@ -642,4 +645,37 @@ async def test_servers_share_sweeping_without_double_revocation(
     assert failures == []
     revoked_ids = [record.details["lease_id"] for record in records]
     assert sorted(revoked_ids) == sorted(i.lease.lease_id for i in issued)
+    assert all(not password_cluster.role_exists(i.username) for i in issued)
+
+
+async def test_concurrent_grants_of_two_servers_succeed(
+    tmp_path: Path, password_cluster: PasswordCluster, orders_database: str
+) -> None:
+    # Every writer is granted CREATE on schema public, and every revocation drops that
+    # grant. PostgreSQL fails the later of two such changes with "tuple concurrently
+    # updated"; each server runs its own one at a time and retries those that conflict.
+    settings = database_settings(password_cluster, orders_database)
+    stores = [Datastore.for_data_dir(tmp_path / "store", server_id=name) for name in ("a", "b")]
+    brokers = [DatabaseBroker(settings, store, clock=lambda: datetime.now(UTC)) for store in stores]
+    try:
+        issued = await asyncio.gather(
+            *(
+                broker.issue("writer", str(WORKLOAD), ["team-orders"], actor="test")
+                for broker in brokers * 6
+            )
+        )
+        revoked = await asyncio.gather(
+            *(
+                brokers[number % 2].revoke(credentials.lease.lease_id, actor="test")
+                for number, credentials in enumerate(issued)
+            )
+        )
+    finally:
+        for broker in brokers:
+            await broker.close()
+        for store in stores:
+            store.close()
+
+    assert len(issued) == 12
+    assert all(lease.revoked_at is not None for lease in revoked)
     assert all(not password_cluster.role_exists(i.username) for i in issued)

@@ -74,7 +74,6 @@ from warden.credentials import (
     TokenExchangeSettings,
     parse_patterns,
 )
-from warden.credentials.database.postgres import PRIVILEGE_LOCK_KEY
 from warden.credentials.oidc import validate_issuer
 from warden.server.app import WardenServer
 from warden.server.http import HttpListener
@@ -642,11 +641,6 @@ async def test_revocation_during_issue_leaves_no_user(
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason="REASSIGN OWNED hands a leased user's SECURITY DEFINER functions and views to "
-    "reassign_owned_to, so what the leased user wrote runs with that role's privileges",
-)
 async def test_reassigned_objects_do_not_escalate(
     broker: DatabaseBroker, password_cluster: PasswordCluster, orders_database: str
 ) -> None:
@@ -686,6 +680,80 @@ def denied(session: psycopg.Connection, query: str) -> bool:
     except psycopg.errors.InsufficientPrivilege:
         return True
     return False
+
+
+# Deletes every order when it runs with a role that may, and does nothing otherwise, so
+# that the planter's own calls succeed unnoticed.
+ERASE_ORDERS = """
+CREATE FUNCTION public.erase() RETURNS integer LANGUAGE plpgsql AS $$
+BEGIN
+  BEGIN
+    DELETE FROM public.orders;
+  EXCEPTION WHEN insufficient_privilege THEN NULL;
+  END;
+  RETURN 0;
+END $$
+"""
+# Declared IMMUTABLE, so that indexes and statistics may call it; PostgreSQL does not check.
+ERASE_IN_EXPRESSION = """
+CREATE FUNCTION public.erase_plus(integer) RETURNS integer LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  RETURN public.erase() + $1;
+END $$
+"""
+
+
+@pytest.mark.postgres
+async def test_reassigned_rules_and_expressions_do_not_escalate(
+    broker: DatabaseBroker, password_cluster: PasswordCluster, orders_database: str
+) -> None:
+    # Besides SECURITY DEFINER routines and views, PostgreSQL runs a rule's actions with the
+    # privileges of its table's owner whenever anyone writes to the table, even on a
+    # security-invoker view. ANALYZE, which autovacuum runs unasked, evaluates index and
+    # statistics expressions as the table's owner. Each of them erases the orders once a
+    # revocation hands the writer's objects to the owner of the orders table.
+    planter = await broker.issue("writer", str(WORKLOAD), ["team-orders"], actor="test")
+    with user_session(password_cluster, planter, orders_database) as session:
+        session.execute(ERASE_ORDERS)
+        session.execute(ERASE_IN_EXPRESSION)
+        session.execute("CREATE TABLE public.notes (id integer)")
+        session.execute("INSERT INTO public.notes SELECT generate_series(1, 100)")
+        session.execute("CREATE INDEX notes_erase ON public.notes (public.erase_plus(id))")
+        session.execute(
+            "CREATE STATISTICS public.notes_stats ON (public.erase_plus(id)), id FROM public.notes"
+        )
+        session.execute(
+            "CREATE RULE erase_on_insert AS ON INSERT TO public.notes "
+            "DO ALSO DELETE FROM public.orders"
+        )
+        session.execute("CREATE VIEW public.notes_view AS SELECT id FROM public.notes")
+        session.execute(
+            "CREATE RULE erase_instead AS ON INSERT TO public.notes_view "
+            "DO INSTEAD DELETE FROM public.orders"
+        )
+        session.execute(
+            "CREATE PROCEDURE public.erase_all() LANGUAGE sql SECURITY DEFINER "
+            "AS $$ DELETE FROM public.orders $$"
+        )
+        session.execute("GRANT INSERT ON public.notes, public.notes_view TO PUBLIC")
+    await broker.revoke(planter.lease.lease_id, actor="test")
+    caller = await broker.issue("writer", str(WORKLOAD), ["team-orders"], actor="test")
+
+    with user_session(password_cluster, caller, orders_database) as session:
+        called = denied(session, "CALL public.erase_all()")
+        session.execute("INSERT INTO public.notes VALUES (101)")
+        session.execute("INSERT INTO public.notes_view VALUES (102)")
+    with password_cluster.admin(orders_database) as admin:
+        admin.execute("ANALYZE public.notes")
+        remaining = admin.execute("SELECT count(*) FROM orders").fetchone()
+        notes = admin.execute("SELECT count(*) FROM public.notes").fetchone()
+    record = list(broker._store.iter_audit(action="lease.revoke"))[-1]
+
+    assert called
+    assert remaining == (2,)
+    assert notes == (102,)
+    assert record.details["disarmed_count"] == 6
+    assert any("erase_all()" in change for change in record.details["disarmed"])
 
 
 @pytest.fixture
@@ -1251,12 +1319,12 @@ async def test_creds_token_audience_not_chosen_by_server(tmp_path: Path) -> None
     assert [audience for audience in audiences if victim in audience] == []
 
 
+#: Advisory lock keys a leased user takes in the next test, the last one "warden" and 2 in
+#: ASCII. Any user may take any key, so Warden must never wait for one.
+ADVISORY_KEYS = (0, 1, 0x77617264656E02)
+
+
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason="grants take a fixed, public advisory lock key; any leased user can hold it with "
-    "pg_advisory_lock and block every new lease of the connection",
-)
 async def test_leased_user_cannot_block_new_leases(
     tmp_path: Path, password_cluster: PasswordCluster, orders_database: str
 ) -> None:
@@ -1271,7 +1339,8 @@ async def test_leased_user_cannot_block_new_leases(
     try:
         holder = await broker.issue("writer", str(WORKLOAD), ["team-orders"], actor="test")
         with user_session(password_cluster, holder, orders_database) as session:
-            session.execute("SELECT pg_advisory_lock(%s)", (PRIVILEGE_LOCK_KEY,))
+            for key in ADVISORY_KEYS:
+                session.execute("SELECT pg_advisory_lock(%s)", (key,))
             outcome: IssuedCredential | LeaseError
             try:
                 outcome = await broker.issue("writer", str(WORKLOAD), ["team-orders"], actor="test")

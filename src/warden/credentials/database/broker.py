@@ -55,6 +55,9 @@ MAX_RETRY_DELAY = timedelta(minutes=5)
 #: Default time between sweeps when no lease is due sooner. It bounds how late another server
 #: revokes the leases of a server that stopped.
 DEFAULT_SWEEP_INTERVAL = timedelta(seconds=5)
+#: Changes to a revoked user's objects named in its `lease.revoke` audit record; the record
+#: also carries their total count.
+MAX_AUDITED_CHANGES = 20
 
 
 @dataclass(frozen=True)
@@ -445,6 +448,9 @@ class DatabaseBroker:
                     "user_existed": report.existed,
                     "sessions_terminated": report.sessions_terminated,
                     "databases": list(report.databases),
+                    # Bounded, because a leased user chooses how many objects it creates.
+                    "disarmed": list(report.disarmed[:MAX_AUDITED_CHANGES]),
+                    "disarmed_count": len(report.disarmed),
                 },
             )
         except InvalidInput as error:

@@ -14,11 +14,18 @@ UNTIL` only refuses new logins and an open session survives it:
 1. `ALTER ROLE … NOLOGIN`, so the user cannot reconnect;
 2. end its sessions with `pg_terminate_backend`, waiting until they are gone;
 3. in every database where it owns objects or has privileges (read from the shared
-   catalog `pg_shdepend`), `REASSIGN OWNED BY` it to the configured owner, then
-   `DROP OWNED BY` it; both act on the current database only;
+   catalog `pg_shdepend`), disarm what would run with the new owner's privileges (see
+   `handover`), `REASSIGN OWNED BY` it to the configured owner, then `DROP OWNED BY` it.
+   All three act on the current database only;
 4. `DROP ROLE`.
 
 Each step is idempotent, so a revocation interrupted halfway is simply run again.
+
+Two transactions that change the privileges of one object (the schema that every leased
+user may create tables in) conflict: the later one fails with "tuple concurrently updated".
+Warden takes no lock in the database for this, because a leased user could hold any lock
+that Warden waits for. Instead, one server runs such transactions one at a time per
+database, and retries those that conflict with another server's.
 """
 
 from __future__ import annotations
@@ -27,39 +34,57 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import stat
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from warden.credentials.database.handover import disarm_definer_routines, disarm_owned_objects
 from warden.credentials.errors import BackendError, BackendUnavailable
 from warden.credentials.settings import ConnectionSettings
 
 log = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
+
 #: Maximum time in milliseconds that a revocation waits for one terminated session to end.
 TERMINATE_WAIT_MS = 5000
+#: Maximum time in milliseconds that cleaning a database waits for a lock that another
+#: session holds on the revoked user's objects. The revocation then fails and is retried
+#: later, so another session cannot hold this server's grants in that database for long.
+CLEANUP_LOCK_TIMEOUT_MS = 5000
 #: Management connections kept open per connection for reuse.
 IDLE_CONNECTIONS = 4
 #: PostgreSQL identifiers are at most 63 bytes (NAMEDATALEN - 1).
 MAX_IDENTIFIER_BYTES = 63
-#: Key of the transaction-level advisory lock that serialises Warden's grants and revokes in
-#: one database. Without it, two transactions that change the privileges of one object (the
-#: schema that every leased user may create tables in) fail with "tuple concurrently updated".
-PRIVILEGE_LOCK_KEY = 0x77617264656E02
+#: Oldest PostgreSQL release supported, as `server_version_num`: views get
+#: `security_invoker` when their owner is revoked, an option added in PostgreSQL 15.
+MIN_SERVER_VERSION = 150000
+#: SQLSTATEs of a transaction that conflicted with a concurrent one and succeeds when run
+#: again: XX000 is "tuple concurrently updated" (two changes to the privileges of one
+#: object), 40P01 a deadlock and 40001 a serialization failure.
+CONFLICT_SQLSTATES = frozenset({"XX000", "40P01", "40001"})
+#: Attempts of a transaction that keeps conflicting, and the first wait between two of them
+#: in seconds (doubled after each attempt, with jitter).
+CONFLICT_ATTEMPTS = 8
+CONFLICT_FIRST_DELAY = 0.02
 
 
 @dataclass(frozen=True, slots=True)
 class RevocationReport:
-    """Outcome of a revocation: the databases it cleaned and the number of sessions it ended."""
+    """Outcome of a revocation: the databases it cleaned, the number of sessions it ended
+    and what it changed before handing the user's objects over (see `handover`)."""
 
     existed: bool
     sessions_terminated: int
     databases: tuple[str, ...]
+    disarmed: tuple[str, ...] = ()
 
 
 def format_expiration(moment: datetime) -> str:
@@ -117,6 +142,8 @@ class PostgresConnection:
         self.settings = settings
         self._idle: list[psycopg.AsyncConnection[tuple[object, ...]]] = []
         self._closed = False
+        # One lock per database name, held by the transactions that change privileges.
+        self._privilege_locks: dict[str, asyncio.Lock] = {}
 
     @property
     def name(self) -> str:
@@ -153,6 +180,14 @@ class PostgresConnection:
                 f"database connection {settings.name!r}: cannot connect: {_first_line(error)}; "
                 "check that PostgreSQL is running and the management role's password"
             ) from None
+        version = connection.info.server_version
+        if version < MIN_SERVER_VERSION:
+            await connection.close()
+            raise BackendError(
+                f"database connection {settings.name!r}: the server runs PostgreSQL "
+                f"{version // 10000}, and Warden needs PostgreSQL 15 or later (revocation "
+                "sets security_invoker on the views of revoked users); upgrade the server"
+            )
         timeout_ms = int(settings.statement_timeout.total_seconds() * 1000)
         await connection.execute(
             sql.SQL("SET statement_timeout = {}").format(sql.Literal(timeout_ms))
@@ -218,9 +253,9 @@ class PostgresConnection:
                 render_statement(s, name=username, password=verifier, expiration=expiration)
                 for s in statements
             ]
-            try:
+
+            async def create() -> None:
                 async with connection.transaction():
-                    await _lock_privileges(connection)
                     # The operator's statements name tables as they would in psql, so they
                     # run with the management role's default search_path.
                     await connection.execute("SET LOCAL search_path TO DEFAULT")
@@ -233,6 +268,9 @@ class PostgresConnection:
                             sql.Identifier(username), sql.Literal(expiration)
                         )
                     )
+
+            try:
+                await self._change_privileges(connection.info.dbname, create)
             except psycopg.Error as error:
                 raise self._statement_error("creating user", username, error, verifier) from None
 
@@ -265,13 +303,20 @@ class PostgresConnection:
                 databases = await self._databases_with_objects(connection, role_oid)
             except psycopg.Error as error:
                 raise self._statement_error("revoking user", username, error) from None
+            disarmed: list[str] = []
             for database in databases:
-                await self._clean_database(database, user, username)
+                changes = await self._clean_database(database, user, username, role_oid)
+                disarmed += [f"{database}: {change}" for change in changes]
             try:
                 await connection.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(user))
             except psycopg.Error as error:
                 raise self._statement_error("dropping user", username, error) from None
-        return RevocationReport(True, terminated, tuple(databases))
+        if disarmed:
+            log.warning(
+                "objects of a revoked user disarmed before the handover",
+                extra={"user": username, "count": len(disarmed), "changes": disarmed[:20]},
+            )
+        return RevocationReport(True, terminated, tuple(databases), tuple(disarmed))
 
     async def _terminate_sessions(
         self,
@@ -336,20 +381,71 @@ class PostgresConnection:
         others = [str(row[0]) for row in await cursor.fetchall() if str(row[0]) != first]
         return [first, *others] if first else others
 
-    async def _clean_database(self, database: str, user: sql.Identifier, username: str) -> None:
+    async def _clean_database(
+        self, database: str, user: sql.Identifier, username: str, role_oid: object
+    ) -> list[str]:
+        """Disarm, reassign and drop what the user owns in one database; return the changes."""
         owner = sql.Identifier(self.settings.reassign_owned_to)
         connection = await self._connect(database)
-        try:
+
+        async def hand_over() -> list[str]:
             async with connection.transaction():
-                await _lock_privileges(connection)
+                await connection.execute(
+                    sql.SQL("SET LOCAL lock_timeout = {}").format(
+                        sql.Literal(CLEANUP_LOCK_TIMEOUT_MS)
+                    )
+                )
+                changes = await disarm_owned_objects(connection, role_oid)
                 await connection.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(user, owner))
                 await connection.execute(sql.SQL("DROP OWNED BY {}").format(user))
+            return changes
+
+        try:
+            # NOTE: a call of one of the user's SECURITY DEFINER routines that started before
+            # this commit keeps running as the user, and an object it creates between the
+            # handover's catalog reads and REASSIGN OWNED is handed over as it is.
+            async with connection.transaction():
+                routines = await disarm_definer_routines(connection, role_oid)
+            return routines + await self._change_privileges(database, hand_over)
         except psycopg.Error as error:
             raise self._statement_error(
                 f"reassigning the objects in database {database} of", username, error
             ) from None
         finally:
             await connection.close()
+
+    async def _change_privileges(
+        self, database: str, transaction: Callable[[], Awaitable[_T]]
+    ) -> _T:
+        """Run a transaction that changes privileges in `database`, retrying conflicts.
+
+        This server runs one such transaction at a time per database. One that conflicts
+        with another server's (CONFLICT_SQLSTATES) is run again, up to CONFLICT_ATTEMPTS
+        times; `transaction` must therefore be safe to run again after a rollback.
+        """
+        lock = self._privilege_locks.setdefault(database, asyncio.Lock())
+        attempt = 1
+        while True:
+            async with lock:
+                try:
+                    return await transaction()
+                except psycopg.Error as error:
+                    sqlstate = getattr(error, "sqlstate", None)
+                    if sqlstate not in CONFLICT_SQLSTATES or attempt >= CONFLICT_ATTEMPTS:
+                        raise
+            delay = CONFLICT_FIRST_DELAY * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)  # noqa: S311 (jitter)
+            log.info(
+                "privilege change conflicted with another transaction; retrying",
+                extra={
+                    "connection": self.name,
+                    "database": database,
+                    "sqlstate": sqlstate,
+                    "attempt": attempt,
+                    "retry_in": round(delay, 3),
+                },
+            )
+            attempt += 1
+            await asyncio.sleep(delay)
 
     # -- the management role ----------------------------------------------------------------
 
@@ -383,11 +479,6 @@ class PostgresConnection:
         return BackendError(
             f"database connection {self.name!r}: {action} {username} failed: {message}{hint}"
         )
-
-
-async def _lock_privileges(connection: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
-    """Wait for the database's privilege lock, held until the transaction ends."""
-    await connection.execute("SELECT pg_advisory_xact_lock(%s)", (PRIVILEGE_LOCK_KEY,))
 
 
 def _scram_verifier(
