@@ -183,6 +183,21 @@ def test_misshapen_authorization_details_warn(tmp_path, case):
     assert any(warning.path == str(path) for warning in report.warnings)
 
 
+def test_oversized_csv_field_costs_one_row(tmp_path):
+    path = tmp_path / "credential-report.csv"
+    path.write_text(
+        "user,arn,user_creation_time,password_enabled\n"
+        f"big,{ARN}user/big,{'x' * 200_000},false\n"
+        f"good,{ARN}user/good,2024-01-01T00:00:00+00:00,false\n",
+        encoding="utf-8",
+    )
+
+    report = audit(aws_credential_reports=[path])
+
+    assert f"{ARN}user/good" in identity_ids(report)
+    assert any(w.path == str(path) and w.line == 2 for w in report.warnings)
+
+
 GOOD_SERVICE_ACCOUNT = {"kind": "ServiceAccount", "metadata": {"name": "good", "namespace": "apps"}}
 KUBERNETES_CASES: dict[str, dict[str, Any]] = {
     "metadata_not_object": {"kind": "ServiceAccount", "metadata": "x"},

@@ -119,22 +119,32 @@ def add_credential_report(inventory: Inventory, path: Path) -> None:
                 f"missing columns {', '.join(missing)}; facts from them are unknown",
                 line=1,
             )
-        try:
-            for row in reader:
-                line = reader.line_num
-                if None in row or not row.get("arn"):
-                    inventory.warn(
-                        CREDENTIAL_REPORT_SOURCE,
-                        text_path,
-                        "row has the wrong number of fields or no arn; skipped",
-                        line=line,
-                    )
-                    continue
-                _add_row(inventory, row)
-        except csv.Error as error:
-            inventory.warn(
-                CREDENTIAL_REPORT_SOURCE, text_path, f"invalid CSV: {error}", line=reader.line_num
-            )
+        while True:
+            # The reader goes on with the next row after a csv.Error, so one bad row (a field
+            # above the csv module's size limit) costs only itself.
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as error:
+                # line_num counts the lines read before the one that failed.
+                inventory.warn(
+                    CREDENTIAL_REPORT_SOURCE,
+                    text_path,
+                    f"invalid CSV: {error}; row skipped",
+                    line=reader.line_num + 1,
+                )
+                continue
+            line = reader.line_num
+            if None in row or not row.get("arn"):
+                inventory.warn(
+                    CREDENTIAL_REPORT_SOURCE,
+                    text_path,
+                    "row has the wrong number of fields or no arn; skipped",
+                    line=line,
+                )
+                continue
+            _add_row(inventory, row)
 
 
 def _add_row(inventory: Inventory, row: dict[str, str]) -> None:
