@@ -620,6 +620,24 @@ def test_glob_characters_in_file_names(tmp_path):
     assert report.warnings == []
 
 
+def test_quote_in_damaged_file_name(tmp_path):
+    # A damaged file's name is written into the SQL that stores its recovered events.
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    damaged = logs / "x'); DROP TABLE activity; --.json"
+    text = json.dumps({"Records": [cloudtrail_event(1), cloudtrail_event(2)]})
+    damaged.write_text(text[:-2] + ', {"eventID": "cut', encoding="utf-8")
+    workspace = tmp_path / "workspace"
+
+    report = audit(cloudtrail=[logs], workspace=workspace)
+
+    assert report.sources[0]["events_ingested"] == 2
+    assert any(warning.path == str(damaged) for warning in report.warnings)
+    with duckdb.connect(str(workspace / "warden.duckdb"), read_only=True) as connection:
+        files = connection.execute("SELECT DISTINCT file FROM activity").fetchall()
+        assert files == [(str(damaged),)]
+
+
 def test_plain_text_line_does_not_read_ahead(tmp_path, monkeypatch):
     path = tmp_path / "syslog.jsonl"
     path.write_bytes(b"Jul 10 12:00:00 host sshd[4242]: Accepted publickey for deploy\n" * 40_000)
