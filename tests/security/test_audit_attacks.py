@@ -831,6 +831,28 @@ def test_avoidable_deny_keeps_admin_finding(tmp_path):
     }
 
 
+def test_avoidable_trust_deny_keeps_role_hop(tmp_path):
+    user = iam_user("ci", [])
+    role = iam_role("admin-role", [ADMIN], f"{ARN}user/ci")
+    role["AssumeRolePolicyDocument"]["Statement"].append(
+        {
+            "Effect": "Deny",
+            "Action": "sts:AssumeRole",
+            "Principal": {"AWS": f"{ARN}user/ci"},
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }
+    )
+    path = write_json(tmp_path / "details.json", authorization_details([user], [role]))
+
+    report = audit(aws_authorization_details=[path])
+
+    escalations = [
+        f for f in report.findings if f.check == "NHI5-PRIVESC" and f.identity == f"{ARN}user/ci"
+    ]
+    assert escalations
+    assert escalations[0].details["paths"][0]["hops"][0]["role"] == role["Arn"]
+
+
 def test_web_identity_trust_without_subject(tmp_path):
     provider = f"{ARN}oidc-provider/ci.example.org"
     roles = []
