@@ -145,8 +145,8 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-# Source files that are valid JSON but not in the documented shape. Each file also holds one
-# well-formed item, which the audit must still read.
+# Source files that are valid JSON but not in the documented shape. Each file also contains
+# one well-formed item, which the audit must still read.
 
 GOOD_USER = iam_user("good", [])
 AUTHORIZATION_CASES: dict[str, dict[str, list[Any]]] = {
@@ -181,21 +181,6 @@ def test_misshapen_authorization_details_warn(tmp_path, case):
 
     assert f"{ARN}user/good" in identity_ids(report)
     assert any(warning.path == str(path) for warning in report.warnings)
-
-
-def test_oversized_csv_field_costs_one_row(tmp_path):
-    path = tmp_path / "credential-report.csv"
-    path.write_text(
-        "user,arn,user_creation_time,password_enabled\n"
-        f"big,{ARN}user/big,{'x' * 200_000},false\n"
-        f"good,{ARN}user/good,2024-01-01T00:00:00+00:00,false\n",
-        encoding="utf-8",
-    )
-
-    report = audit(aws_credential_reports=[path])
-
-    assert f"{ARN}user/good" in identity_ids(report)
-    assert any(w.path == str(path) and w.line == 2 for w in report.warnings)
 
 
 GOOD_SERVICE_ACCOUNT = {"kind": "ServiceAccount", "metadata": {"name": "good", "namespace": "apps"}}
@@ -254,6 +239,21 @@ def test_misshapen_github_export_warns(tmp_path, case):
 
     assert "github:acme/app:deploy-key:7" in identity_ids(report)
     assert any(warning.path == str(path) for warning in report.warnings)
+
+
+def test_oversized_csv_field_costs_one_row(tmp_path):
+    path = tmp_path / "credential-report.csv"
+    path.write_text(
+        "user,arn,user_creation_time,password_enabled\n"
+        f"big,{ARN}user/big,{'x' * 200_000},false\n"
+        f"good,{ARN}user/good,2024-01-01T00:00:00+00:00,false\n",
+        encoding="utf-8",
+    )
+
+    report = audit(aws_credential_reports=[path])
+
+    assert f"{ARN}user/good" in identity_ids(report)
+    assert any(w.path == str(path) and w.line == 2 for w in report.warnings)
 
 
 def test_misshapen_audit_object_spares_workspace(tmp_path):
