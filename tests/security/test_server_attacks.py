@@ -1103,15 +1103,19 @@ async def test_restricted_role_cannot_rewrite_audit(
         store.append_audit(
             [AuditEvent(action="entry.create", actor="alice", subject=f"r{i}") for i in range(3)]
         )
-    with postgres_cluster.connect(database, user=role) as connection:
-        with pytest.raises(psycopg.errors.Error):
-            connection.execute(
-                "INSERT INTO audit_log SELECT * FROM audit_log WHERE seq = 2 "
-                "ON CONFLICT (seq) DO UPDATE SET actor = 'mallory'"
-            )
-    with postgres_cluster.connect(database, user=role) as connection:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only move forward"):
-            connection.execute("UPDATE audit_head SET record_hash = repeat('0', 64) WHERE id = 1")
+    with (
+        postgres_cluster.connect(database, user=role) as connection,
+        pytest.raises(psycopg.errors.Error),
+    ):
+        connection.execute(
+            "INSERT INTO audit_log SELECT * FROM audit_log WHERE seq = 2 "
+            "ON CONFLICT (seq) DO UPDATE SET actor = 'mallory'"
+        )
+    with (
+        postgres_cluster.connect(database, user=role) as connection,
+        pytest.raises(psycopg.errors.InsufficientPrivilege, match="only move forward"),
+    ):
+        connection.execute("UPDATE audit_head SET record_hash = repeat('0', 64) WHERE id = 1")
     with Datastore.open(postgres_url, migrate=False) as store:
         result = store.verify_audit_log()
     assert result.ok

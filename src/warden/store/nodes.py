@@ -231,7 +231,9 @@ class NodeStore(StoreBase):
     def count_attested_nodes(self) -> int:
         """Return how many agents are attested (banned ones included)."""
         with self._read() as connection:
-            return int(connection.execute(select(func.count()).select_from(attested_nodes)).scalar() or 0)
+            return int(
+                connection.execute(select(func.count()).select_from(attested_nodes)).scalar() or 0
+            )
 
     def update_node_svid(
         self,

@@ -24,7 +24,7 @@ ZERO_HASH = "0" * 64
 EntryId = sa.String(255).with_variant(sa.String(255, collation="C"), "postgresql")
 
 
-def _entry_child(name: str, *columns: sa.Column) -> None:  # type: ignore[type-arg]
+def _entry_child(name: str, *columns: sa.Column) -> None:
     op.create_table(
         name,
         sa.Column(
