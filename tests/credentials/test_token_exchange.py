@@ -346,6 +346,12 @@ async def test_token_without_jti_rejected_when_required(tmp_path: Path) -> None:
     assert with_jti.status_code == 200
 
 
+@pytest.mark.parametrize("leeway", [timedelta(seconds=-1), timedelta(minutes=5, seconds=1)])
+def test_leeway_outside_bounds_rejected(leeway: timedelta) -> None:
+    with pytest.raises(ValueError, match="leeway"):
+        TokenExchangeSettings(leeway=leeway)
+
+
 # -- replay across servers ----------------------------------------------------------------------
 
 

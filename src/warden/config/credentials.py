@@ -47,6 +47,9 @@ from warden.config.values import (
 from warden.spiffe import SpiffeError, SpiffeId, TrustDomain
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,48}")
+#: Maximum `leeway` of token_exchange, the same as TokenExchangeSettings enforces: MIT
+#: Kerberos' default maximum clock skew.
+MAX_LEEWAY = timedelta(minutes=5)
 
 
 def check_spiffe_id_pattern(text: str) -> str:
@@ -118,6 +121,12 @@ class TokenExchange(Section):
     def config_problems(self) -> Iterable[tuple[str, str]]:
         if self.default_ttl > self.max_ttl:
             yield "default_ttl", "must not be longer than max_ttl"
+        if self.leeway > MAX_LEEWAY:
+            yield (
+                "leeway",
+                f"must be at most {MAX_LEEWAY.total_seconds() / 60:g}m, because more would "
+                "keep expired JWT-SVIDs usable; synchronise the clocks instead",
+            )
         for pattern, rule in self.allow.items():
             try:
                 check_spiffe_id_pattern(pattern)

@@ -19,6 +19,9 @@ from warden.credentials.patterns import SpiffeIdPattern
 DEFAULT_EXCHANGE_TTL = timedelta(minutes=15)
 #: Maximum lifetime of an exchanged token unless configured otherwise.
 DEFAULT_EXCHANGE_MAX_TTL = timedelta(hours=1)
+#: Maximum clock skew tolerated on subject and actor tokens: MIT Kerberos' default maximum
+#: skew. More would keep a JWT-SVID of a few minutes usable long after it expired.
+MAX_LEEWAY = timedelta(minutes=5)
 #: Vault's defaults for database roles.
 DEFAULT_LEASE_TTL = timedelta(hours=1)
 DEFAULT_LEASE_MAX_TTL = timedelta(hours=24)
@@ -87,8 +90,11 @@ class TokenExchangeSettings:
                 f"token_exchange: default_ttl {self.default_ttl} is longer than max_ttl "
                 f"{self.max_ttl}; shorten default_ttl or raise max_ttl"
             )
-        if self.leeway < timedelta(0):
-            raise ValueError("token_exchange: leeway must not be negative")
+        if not timedelta(0) <= self.leeway <= MAX_LEEWAY:
+            raise ValueError(
+                f"token_exchange: leeway {self.leeway} must be between 0s and {MAX_LEEWAY}; "
+                "synchronise the clocks instead of raising it"
+            )
 
 
 @dataclass(frozen=True)
