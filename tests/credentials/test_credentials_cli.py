@@ -34,6 +34,7 @@ from psycopg import sql
 from typer.testing import CliRunner
 
 from warden.agent import EntryUpdate
+from warden.cli.credentials import discovered_subject_audience
 from warden.cli.main import app
 from warden.credentials import DatabaseBroker
 from warden.server.app import WardenServer
@@ -366,6 +367,13 @@ async def test_creds_db_leases_user_for_workload(
     assert code == 0, err
     assert [item["lease_id"] for item in json.loads(out)] == [document["lease_id"]]
 
+    # Sent unencoded, '#' would start a URL fragment and the prefix would match the lease.
+    code, out, err = await warden(
+        "creds", "db", "list", "-prefix", document["lease_id"] + "#", *stack.flags()
+    )
+    assert code == 0, err
+    assert json.loads(out) == []
+
     code, out, err = await warden(
         "creds", "db", "renew", "-leaseID", document["lease_id"], "-increment", "2m", *stack.flags()
     )
@@ -391,9 +399,16 @@ async def test_creds_db_unknown_role_fails(stack: Stack) -> None:
 
 @pytest.mark.postgres
 async def test_creds_token_exchanges_workload_svid(stack: Stack) -> None:
-    # The orders workload may obtain tokens for Azure under the default policy.
+    # The orders workload may obtain tokens for Azure under the default policy. The server
+    # listens on 127.0.0.1, not on its issuer's host, so the subject audience is explicit.
     code, out, err = await warden(
-        "creds", "token", "-audience", "api://AzureADTokenExchange", *stack.flags()[:-2]
+        "creds",
+        "token",
+        "-audience",
+        "api://AzureADTokenExchange",
+        "-subjectAudience",
+        ISSUER,
+        *stack.flags()[:-2],
     )
     assert code == 0, err
     claims = jwt.decode(out.strip(), options={"verify_signature": False})
@@ -404,9 +419,56 @@ async def test_creds_token_exchanges_workload_svid(stack: Stack) -> None:
 
 
 @pytest.mark.postgres
+async def test_creds_token_needs_issuer_on_server_host(stack: Stack) -> None:
+    code, out, err = await warden(
+        "creds", "token", "-audience", "api://AzureADTokenExchange", *stack.flags()[:-2]
+    )
+
+    assert code == 1
+    assert out == ""
+    assert "on another host than 127.0.0.1" in err
+    assert "-subjectAudience" in err
+
+
+@pytest.mark.parametrize(
+    ("server", "issuer"),
+    [
+        ("https://oidc.example.org", "https://oidc.example.org"),
+        ("https://oidc.example.org:8443", "https://oidc.example.org"),
+        ("https://OIDC.example.org/warden", "https://oidc.example.org/warden"),
+        ("http://127.0.0.1:8080", "https://127.0.0.1"),
+    ],
+)
+def test_issuer_on_server_host_accepted(server: str, issuer: str) -> None:
+    assert discovered_subject_audience(server, {"issuer": issuer}) == issuer
+
+
+@pytest.mark.parametrize(
+    ("server", "document"),
+    [
+        ("https://127.0.0.1:8443", {"issuer": ISSUER}),
+        ("https://oidc.example.org", {"issuer": "https://oidc.example.org.evil.example"}),
+        ("https://oidc.example.org", {"issuer": "https://evil.example/oidc.example.org"}),
+        ("https://oidc.example.org", {"issuer": "oidc.example.org"}),
+        ("https://oidc.example.org", {"issuer": ["https://oidc.example.org"]}),
+        ("https://oidc.example.org", {}),
+    ],
+)
+def test_issuer_on_other_host_rejected(server: str, document: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="-subjectAudience"):
+        discovered_subject_audience(server, document)
+
+
+@pytest.mark.postgres
 async def test_creds_token_denied_audience_fails(stack: Stack) -> None:
     code, out, err = await warden(
-        "creds", "token", "-audience", "sts.amazonaws.com", *stack.flags()
+        "creds",
+        "token",
+        "-audience",
+        "sts.amazonaws.com",
+        "-subjectAudience",
+        ISSUER,
+        *stack.flags(),
     )
 
     assert code == 1

@@ -16,10 +16,11 @@ import json
 import os
 import ssl
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 
@@ -296,9 +297,48 @@ def _workload_call(
 ) -> dict[str, Any]:
     url = _server_url(server) + path
     with _workload_tls(socket_path, ca_file) as context:
-        if method == "GET":
-            return _call(method, url, context)
         return _call(method, url, context, json=body)
+
+
+def _workload_leases(server: str, socket_path: str, ca_file: str, prefix: str) -> list[Any]:
+    """Return the workload's leases from `GET /v1/leases`, page after page."""
+    url = _server_url(server) + "/v1/leases"
+    leases: list[Any] = []
+    params = {"prefix": prefix} if prefix else {}
+    with _workload_tls(socket_path, ca_file) as context:
+        while True:
+            # httpx encodes the parameters, so a prefix may contain '&', '#' or '%'.
+            document = _call("GET", url, context, params=params)
+            leases += document["leases"]
+            following = document.get("next_after")
+            if not document.get("truncated") or not isinstance(following, str):
+                return leases
+            params = {**params, "after": following}
+
+
+def discovered_subject_audience(server: str, document: Mapping[str, Any]) -> str:
+    """Return the issuer of a discovery document as the audience of the subject token.
+
+    The JWT-SVID sent as the subject token is a bearer token for its audience. A server
+    could name another service as its issuer and replay the JWT-SVIDs it receives to that
+    service, so the issuer is accepted only on the host of `server`, the URL that receives
+    the token. Raises ValueError otherwise.
+    """
+    issuer = document.get("issuer")
+    if not isinstance(issuer, str) or not issuer:
+        raise ValueError(
+            f"the discovery document of {server} has no issuer; pass -subjectAudience with "
+            "the audience of the server's token endpoint"
+        )
+    server_host = urlsplit(server).hostname
+    if urlsplit(issuer).hostname != server_host:
+        raise ValueError(
+            f"{server} names issuer {issuer!r}, on another host than {server_host}, and a "
+            "JWT-SVID for that audience could be replayed to it; pass -subjectAudience with "
+            "the audience of the server's token endpoint (its jwt_issuer, unless "
+            "token_exchange sets audience) if you trust this server"
+        )
+    return issuer
 
 
 def _seconds(value: str, flag: str) -> int | None:
@@ -322,6 +362,16 @@ def creds_token(
             "-audience", "--audience", help="Audience of the token, such as sts.amazonaws.com"
         ),
     ] = "",
+    subject_audience: Annotated[
+        str,
+        typer.Option(
+            "-subjectAudience",
+            "--subjectAudience",
+            help="Audience of the JWT-SVID sent as the subject token: the server's jwt_issuer, "
+            "or its token_exchange audience; default: the issuer of the server's discovery "
+            "document, accepted only on the -server host",
+        ),
+    ] = "",
     server: ServerOpt = "",
     socket_path: SocketOpt = "",
     ca_file: CaFileOpt = "",
@@ -335,10 +385,15 @@ def creds_token(
         fail("pass -audience, the service the token is for (for example sts.amazonaws.com)")
     base = _server_url(server)
     context = ssl.create_default_context(cafile=ca_file or None)
-    discovery = _call("GET", base + "/.well-known/openid-configuration", context)
+    if not subject_audience:
+        discovery = _call("GET", base + "/.well-known/openid-configuration", context)
+        try:
+            subject_audience = discovered_subject_audience(base, discovery)
+        except ValueError as error:
+            fail(str(error))
     try:
         with WorkloadApiClient(socket_path or None) as client:
-            subject = client.fetch_jwt_svid([discovery["issuer"]])
+            subject = client.fetch_jwt_svid([subject_audience])
     except (WorkloadApiError, ValueError) as error:
         fail(f"cannot fetch a JWT-SVID from the Workload API: {error}")
     form = {
@@ -491,9 +546,7 @@ def creds_db_list(
     """List leases: the workload's own, or, with -config, every lease in the datastore."""
     check_output_format(output)
     if not config:
-        query = f"?prefix={prefix}" if prefix else ""
-        document = _workload_call("GET", f"/v1/leases{query}", server, socket_path, ca_file, {})
-        _print_leases(document["leases"], output)
+        _print_leases(_workload_leases(server, socket_path, ca_file, prefix), output)
         return
     from datetime import UTC, datetime
 
