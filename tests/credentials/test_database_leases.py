@@ -400,6 +400,25 @@ async def test_list_shows_own_leases(deployment: Deployment) -> None:
     assert "password" not in json.dumps(response.json())
 
 
+async def test_list_pages_through_leases(deployment: Deployment) -> None:
+    issued = [(await deployment.call("/v1/database/creds/reader")).json() for _ in range(3)]
+    expected = sorted(document["lease_id"] for document in issued)
+
+    first = await deployment.get("/v1/leases?limit=2")
+    after = first.json()["next_after"]
+    second = await deployment.get(f"/v1/leases?limit=2&after={after}")
+    invalid = [await deployment.get(f"/v1/leases?limit={limit}") for limit in ("0", "1001", "x")]
+
+    assert first.status_code == 200
+    assert [lease["lease_id"] for lease in first.json()["leases"]] == expected[:2]
+    assert first.json()["truncated"] is True
+    assert after == expected[1]
+    assert [lease["lease_id"] for lease in second.json()["leases"]] == expected[2:]
+    assert second.json()["truncated"] is False
+    assert second.json()["next_after"] is None
+    assert [response.status_code for response in invalid] == [400, 400, 400]
+
+
 async def test_deleting_last_entry_revokes_leases(
     deployment: Deployment, password_cluster: PasswordCluster
 ) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import warnings
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -24,7 +25,9 @@ from credentials_support import (
     exchange_form,
     mint,
 )
+from password_cluster import PasswordCluster
 from prometheus_client import CollectorRegistry
+from psycopg import sql
 
 from warden.credentials.oidc import (
     MAX_JWKS_KEYS,
@@ -246,3 +249,47 @@ async def test_connections_disable_nagle(server: WardenServer) -> None:
 
     assert sockets
     assert all(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in sockets)
+
+
+@pytest.mark.postgres
+async def test_unreachable_datastore_answers_503(
+    tmp_path: Path, password_cluster: PasswordCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The JWKS and the audit records live in the datastore. While it cannot be reached,
+    # clouds fetching the keys and clients asking for tokens are told to retry, and no
+    # token leaves the server without its audit record.
+    monkeypatch.setattr("warden.server.httpapi.JWKS_CACHE_SECONDS", 0.0)
+    store_url = password_cluster.cluster.create_database()
+    database = sql.Identifier(urlsplit(store_url).path.lstrip("/"))
+    server = WardenServer(
+        credential_server_options(tmp_path, datastore=store_url),
+        metrics=Metrics(CollectorRegistry()),
+    )
+    async with server:
+        token = mint(server, BILLING)
+        with password_cluster.admin() as admin:
+            admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(database))
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (urlsplit(store_url).path.lstrip("/"),),
+            )
+        try:
+            async with httpx.AsyncClient(timeout=30) as client:
+                responses = {
+                    "discovery": await client.get(
+                        base_url(server) + "/.well-known/openid-configuration"
+                    ),
+                    "keys": await client.get(base_url(server) + "/keys"),
+                    "token": await client.post(
+                        base_url(server) + "/v1/token", data=exchange_form(token)
+                    ),
+                }
+        finally:
+            with password_cluster.admin() as admin:
+                admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(database))
+
+    for name, response in responses.items():
+        assert response.status_code == 503, name
+        assert response.json()["error"] == "temporarily_unavailable", name
+        assert response.headers["retry-after"] == "5", name
+    assert "access_token" not in responses["token"].json()

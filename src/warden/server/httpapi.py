@@ -9,7 +9,8 @@ Routes (the OIDC ones also under the issuer's path, when `jwt_issuer` has one):
     POST /v1/leases/renew                    renew one's own lease (mTLS)
     POST /v1/leases/revoke                   revoke one's own lease (mTLS)
     POST /v1/leases/revoke-prefix            revoke leases by id prefix (mTLS, admin)
-    GET  /v1/leases                          list one's own leases, or any for an admin
+    GET  /v1/leases                          list one's own leases, or any for an admin,
+                                             a page at a time
 
 The listener serves TLS with the operator's certificate (`cert_file`, `key_file`), the one
 cloud providers verify when they fetch the JWKS. It requests a client certificate without
@@ -75,6 +76,11 @@ JTI_PRUNE_SECONDS = 60.0
 LEASE_RETENTION = timedelta(days=30)
 #: Largest `ttl` or `increment` accepted, in seconds (about 31 years).
 MAX_SECONDS = 10**9
+#: Maximum leases in one response of `GET /v1/leases`; a request may set a lower `limit`.
+LEASE_PAGE_SIZE = 1000
+#: Seconds a client should wait before it retries a request that failed because the
+#: datastore could not be reached (the `Retry-After` header of a 503 response).
+RETRY_AFTER_SECONDS = 5
 # RFC 6749 section 5.1: token responses must not be cached.
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _FORM = "application/x-www-form-urlencoded"
@@ -424,6 +430,41 @@ def _string(document: dict[str, Any], key: str, max_length: int = MAX_LEASE_ID_L
     return value
 
 
+def _query_string(request: Request, key: str) -> str | None:
+    value = request.query_params.get(key) or None
+    if value is not None and len(value) > MAX_LEASE_ID_LENGTH:
+        raise CallerError(
+            400,
+            "invalid_request",
+            f"{key} is {len(value)} characters long; the maximum is {MAX_LEASE_ID_LENGTH}",
+        )
+    return value
+
+
+def _page_size(request: Request) -> int:
+    text = request.query_params.get("limit")
+    if text is None:
+        return LEASE_PAGE_SIZE
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= LEASE_PAGE_SIZE:
+        raise CallerError(
+            400, "invalid_request", f"limit must be a whole number from 1 to {LEASE_PAGE_SIZE}"
+        )
+    return int(text)
+
+
+def _datastore_unavailable(request: Request, error: Exception, code: str) -> JSONResponse:
+    log.error(
+        "HTTP API request failed: datastore unavailable",
+        extra={"path": request.url.path, "error": str(error)},
+    )
+    return _error(
+        503,
+        code,
+        "the datastore cannot be reached; retry later",
+        **{"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 def _lease_document(lease: Any, now: datetime) -> dict[str, Any]:
     return {
         "lease_id": lease.lease_id,
@@ -503,11 +544,7 @@ class HttpApi:
             self._log_rejection(request, 400, str(error))
             return _error(400, "invalid_request", str(error))
         except DatabaseUnavailable as error:
-            log.error(
-                "HTTP API request failed: datastore unavailable",
-                extra={"path": request.url.path, "error": str(error)},
-            )
-            return _error(503, "unavailable", str(error))
+            return _datastore_unavailable(request, error, "unavailable")
         except Exception as error:
             log.error(
                 "HTTP API request failed",
@@ -545,14 +582,19 @@ class HttpApi:
         from warden.credentials.oidc import discovery_document, key_algorithms
 
         assert self.exchanger is not None
-        jwks = await self._federation_jwks()
+        try:
+            jwks = await self._federation_jwks()
+        except DatabaseUnavailable as error:
+            return _datastore_unavailable(request, error, "temporarily_unavailable")
         document = discovery_document(self.exchanger.issuer, key_algorithms(jwks))
         return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
 
     async def jwks(self, request: Request) -> Response:
-        return JSONResponse(
-            await self._federation_jwks(), headers={"Cache-Control": "public, max-age=60"}
-        )
+        try:
+            jwks = await self._federation_jwks()
+        except DatabaseUnavailable as error:
+            return _datastore_unavailable(request, error, "temporarily_unavailable")
+        return JSONResponse(jwks, headers={"Cache-Control": "public, max-age=60"})
 
     # Token exchange.
 
@@ -587,11 +629,18 @@ class HttpApi:
             )
             await self._audit_rejection(error, request, peer, audience)
             return _error(400, error.error, error.description)
+        except DatabaseUnavailable as error:
+            return _datastore_unavailable(request, error, "temporarily_unavailable")
         except Exception as error:
             log.error("token exchange failed", extra={"error": str(error)}, exc_info=True)
             return _error(500, "server_error", "the token could not be issued; see the server log")
-        # The record is committed before the token leaves the server.
-        await self.server.audit.record(result.audit_event(str(peer) if peer else result.subject))
+        # The record is committed before the token leaves the server: without it, no token.
+        try:
+            await self.server.audit.record(
+                result.audit_event(str(peer) if peer else result.subject)
+            )
+        except DatabaseUnavailable as error:
+            return _datastore_unavailable(request, error, "temporarily_unavailable")
         log.info(
             "token issued",
             extra={
@@ -721,15 +770,37 @@ class HttpApi:
         return await self._guard(request, handle)
 
     async def list_leases(self, request: Request) -> Response:
+        """List leases in id order, at most `limit` (LEASE_PAGE_SIZE) per response.
+
+        A response with `truncated: true` names in `next_after` the id to send as `after`
+        for the next page.
+        """
+
         async def handle() -> Response:
             peer = self._require_peer(request)
-            prefix = request.query_params.get("prefix") or None
+            prefix = _query_string(request, "prefix")
+            after = _query_string(request, "after")
+            limit = _page_size(request)
             holder = None if self._is_admin(peer) else str(peer)
+            # One more than the page, to tell whether another page follows.
             leases = await self.server.run(
-                self.server.datastore.list_leases, prefix=prefix, spiffe_id=holder, limit=1000
+                self.server.datastore.list_leases,
+                prefix=prefix,
+                spiffe_id=holder,
+                limit=limit + 1,
+                after=after,
             )
+            truncated = len(leases) > limit
+            leases = leases[:limit]
             now = self.server.clock()
-            return JSONResponse({"leases": [_lease_document(lease, now) for lease in leases]})
+            return JSONResponse(
+                {
+                    "leases": [_lease_document(lease, now) for lease in leases],
+                    "truncated": truncated,
+                    "next_after": leases[-1].lease_id if truncated else None,
+                },
+                headers=_NO_STORE,
+            )
 
         return await self._guard(request, handle)
 

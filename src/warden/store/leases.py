@@ -214,11 +214,18 @@ class LeaseStore(StoreBase):
         spiffe_id: str | None = None,
         include_revoked: bool = False,
         limit: int | None = None,
+        after: str | None = None,
     ) -> list[Lease]:
-        """Return leases in id order, filtered by id prefix and holder."""
+        """Return leases in id order, filtered by id prefix and holder.
+
+        With `after`, only leases whose id sorts after it, so that a caller pages through
+        the leases by passing the last id of the previous page.
+        """
         query = select(leases).order_by(leases.c.lease_id)
         if prefix:
             query = query.where(leases.c.lease_id.startswith(prefix, autoescape=True))
+        if after is not None:
+            query = query.where(leases.c.lease_id > after)
         if spiffe_id is not None:
             query = query.where(leases.c.spiffe_id == spiffe_id)
         if not include_revoked:
