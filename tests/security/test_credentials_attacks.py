@@ -694,11 +694,19 @@ BEGIN
   RETURN 0;
 END $$
 """
-# Declared IMMUTABLE, so that indexes and statistics may call it; PostgreSQL does not check.
+# Declared IMMUTABLE, so that indexes, statistics and range types may call them;
+# PostgreSQL does not check.
 ERASE_IN_EXPRESSION = """
 CREATE FUNCTION public.erase_plus(integer) RETURNS integer LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
   RETURN public.erase() + $1;
+END $$
+"""
+ERASE_IN_RANGE_DIFF = """
+CREATE FUNCTION public.erase_diff(float8, float8) RETURNS float8 LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+  RETURN public.erase() + $1 - $2;
 END $$
 """
 
@@ -710,14 +718,24 @@ async def test_reassigned_rules_and_expressions_do_not_escalate(
     # Besides SECURITY DEFINER routines and views, PostgreSQL runs a rule's actions with the
     # privileges of its table's owner whenever anyone writes to the table, even on a
     # security-invoker view. ANALYZE, which autovacuum runs unasked, evaluates index and
-    # statistics expressions as the table's owner. Each of them erases the orders once a
-    # revocation hands the writer's objects to the owner of the orders table.
+    # statistics expressions, and calls the subtype_diff function of a range column's
+    # type, as the table's owner. Each of them erases the orders once a revocation hands
+    # the writer's objects to the owner of the orders table.
     planter = await broker.issue("writer", str(WORKLOAD), ["team-orders"], actor="test")
     with user_session(password_cluster, planter, orders_database) as session:
         session.execute(ERASE_ORDERS)
         session.execute(ERASE_IN_EXPRESSION)
-        session.execute("CREATE TABLE public.notes (id integer)")
-        session.execute("INSERT INTO public.notes SELECT generate_series(1, 100)")
+        session.execute(ERASE_IN_RANGE_DIFF)
+        session.execute(
+            "CREATE TYPE public.erase_range AS RANGE "
+            "(subtype = float8, subtype_diff = public.erase_diff)"
+        )
+        session.execute("CREATE DOMAIN public.erase_span AS public.erase_range")
+        session.execute("CREATE TABLE public.notes (id integer, span public.erase_span)")
+        session.execute(
+            "INSERT INTO public.notes "
+            "SELECT n, public.erase_range(n, n + 1) FROM generate_series(1, 100) n"
+        )
         session.execute("CREATE INDEX notes_erase ON public.notes (public.erase_plus(id))")
         session.execute(
             "CREATE STATISTICS public.notes_stats ON (public.erase_plus(id)), id FROM public.notes"
@@ -752,7 +770,7 @@ async def test_reassigned_rules_and_expressions_do_not_escalate(
     assert called
     assert remaining == (2,)
     assert notes == (102,)
-    assert record.details["disarmed_count"] == 6
+    assert record.details["disarmed_count"] == 7
     assert any("erase_all()" in change for change in record.details["disarmed"])
 
 

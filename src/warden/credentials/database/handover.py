@@ -14,7 +14,10 @@ transaction, this module therefore:
 - drops indexes, the constraints they back, and extended statistics whose expressions or
   predicates call a function, operator or type created after initdb. ANALYZE, VACUUM,
   REINDEX and CLUSTER evaluate those expressions as the table's owner, and autovacuum runs
-  ANALYZE without anyone asking.
+  ANALYZE without anyone asking;
+- sets the statistics target of a column to 0 when its type is a range type (or a domain
+  over one) whose `subtype_diff` function was created after initdb, because ANALYZE calls
+  that function as the table's owner. The column then gets no statistics.
 
 The rest keeps working as before and runs with the privileges of whoever uses it. Grants
 that the user made on its objects stay, so applications keep their access to its tables.
@@ -33,8 +36,9 @@ from typing import LiteralString
 import psycopg
 from psycopg import sql
 
-#: OIDs below this were assigned by initdb (PostgreSQL's FirstNormalObjectId), so an object
-#: with a lower OID is built in and runs no code that a database user wrote.
+#: OIDs below this were assigned by initdb (PostgreSQL's FirstNormalObjectId), and the OID
+#: counter wraps around to it, never below. An object with a lower OID is built in and runs
+#: no code that a database user wrote.
 FIRST_NORMAL_OBJECT_ID = 16384
 
 Connection = psycopg.AsyncConnection[tuple[object, ...]]
@@ -69,6 +73,7 @@ async def disarm_owned_objects(connection: Connection, role_oid: object) -> list
         *await _rules(connection, role_oid),
         *await _expression_indexes(connection, role_oid),
         *await _expression_statistics(connection, role_oid),
+        *await _range_columns(connection, role_oid),
     ]
     return await _apply(connection, changes)
 
@@ -208,4 +213,36 @@ async def _expression_statistics(connection: Connection, role_oid: object) -> li
             f"statistics {schema}.{name}: dropped",
         )
         for schema, name in rows
+    ]
+
+
+async def _range_columns(connection: Connection, role_oid: object) -> list[_Change]:
+    # The recursive part resolves domains to their base types. attstattarget is NULL for
+    # the default target from PostgreSQL 17 on, and -1 before.
+    rows = await _rows(
+        connection,
+        "WITH RECURSIVE columns(relation, number, type) AS ("
+        "  SELECT a.attrelid, a.attnum, a.atttypid FROM pg_attribute a "
+        "  JOIN pg_class c ON c.oid = a.attrelid "
+        "  WHERE c.relowner = %(role)s AND c.relkind IN ('r', 'p', 'm', 'f') "
+        "  AND a.attnum > 0 AND NOT a.attisdropped AND coalesce(a.attstattarget, -1) <> 0 "
+        "  UNION ALL "
+        "  SELECT col.relation, col.number, t.typbasetype FROM columns col "
+        "  JOIN pg_type t ON t.oid = col.type WHERE t.typtype = 'd'"
+        ") "
+        "SELECT DISTINCT n.nspname, c.relname, a.attname FROM columns col "
+        "JOIN pg_range r ON col.type IN (r.rngtypid, r.rngmultitypid) "
+        "JOIN pg_class c ON c.oid = col.relation JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_attribute a ON a.attrelid = col.relation AND a.attnum = col.number "
+        "WHERE r.rngsubdiff::oid >= %(first_normal_oid)s",
+        role_oid,
+    )
+    return [
+        _Change(
+            sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET STATISTICS 0").format(
+                sql.Identifier(schema, relation), sql.Identifier(column)
+            ),
+            f"column {column} of {schema}.{relation}: statistics off",
+        )
+        for schema, relation, column in rows
     ]
