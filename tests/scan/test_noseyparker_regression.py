@@ -21,7 +21,7 @@ KNOWN_FLAGS = {
     (
         "np.generic.4",
         "password = 'open_sesame'",
-    ): "a quoted literal password; np.generic.3 labels the same line positive",
+    ): "a quoted literal password; np.generic.3 labels `password = 'open sesame'` positive",
     (
         "np.generic.5",
         "password = super$ecret",

@@ -26,7 +26,11 @@ _XML_ADD = re.compile(
 # A type between a key and `=` in code: `str`, `Optional[str]`, `string | null`.
 _ANNOTATION = re.compile(r"""[A-Za-z_][\w.\[\], |]{0,60}?\s*=(?!=)\s*""")
 _LITERAL_START = re.compile(r"""["']""")
-# An ARN or URN running up to the end of the searched text: its segments are no keys.
+_LEADING_BLANK = re.compile(r"[ \t]*")
+# The rest of a line after an opening quote that never closes: one word, then blanks.
+_TO_END_OF_LINE = re.compile(r"(?P<value>\S+)\s*$")
+# An ARN or URN running up to the end of the searched text (the 256 characters before a
+# key): its segments are no keys.
 _NAME_SEGMENT = re.compile(r"""(?:^|[\s"'`(=,])(?:arn|urn):[^\s"'`]*$""", re.IGNORECASE)
 _XML_ELEMENT = re.compile(
     r"<(?P<key>[A-Za-z_][\w.:-]{0,80})>(?P<value>[^<>\s][^<>]{0,500})</(?P=key)>"
@@ -71,15 +75,19 @@ def _read_quoted(line: str, position: int) -> tuple[str, int, int] | None:
         end = line.find("\\" + quote, start)
         return None if end < 0 else (line[start:end], start, end)
     index = start
-    while index < len(line):
-        char = line[index]
-        if char == "\\" and quote != "'":
-            index += 2
-            continue
-        if char == quote:
-            return line[start:index], start, index
-        index += 1
-    return None
+    while True:
+        end = line.find(quote, index)
+        if end < 0:
+            return None
+        if quote != "'":
+            # An odd run of backslashes escapes the quote (single quotes escape nothing).
+            backslash = end
+            while backslash > start and line[backslash - 1] == "\\":
+                backslash -= 1
+            if (end - backslash) % 2:
+                index = end + 1
+                continue
+        return line[start:end], start, end
 
 
 _KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.$@-")
@@ -114,7 +122,11 @@ def assignment_after_key(
             position += 1
     if key_quoted and line.startswith("::", start - 2):
         return None  # a quoted type name such as "AWS::IAM::AccessKey", not a variable
-    if start > 0 and line[start - 1] == ":" and _NAME_SEGMENT.search(line, 0, start):
+    if (
+        start > 0
+        and line[start - 1] == ":"
+        and _NAME_SEGMENT.search(line, max(0, start - 256), start)
+    ):
         return None  # a segment of `arn:aws:secretsmanager:…:secret:name`, not a key
     position = _skip_spaces(line, position)
 
@@ -139,7 +151,7 @@ def assignment_after_key(
                 position, operator = annotated.end(), "="
     elif position == end or position >= len(line):
         return None
-    elif line[position] not in "\"'" or line[:start].strip():
+    elif line[position] not in "\"'" or not _starts_line(line, start):
         # Groovy, Gradle and nginx write `password 'x'` as a statement of its own: the key
         # starts the line and a quote follows. Anything else is prose ("pass `x` to …").
         return None
@@ -148,9 +160,9 @@ def assignment_after_key(
     quoted = _read_quoted(line, position)
     if quoted is None and position < len(line) and line[position] in "\"'`":
         # An unterminated quote: a value cut at the end of the line, or a multi-line string.
-        rest = line[position + 1 :].rstrip()
-        if rest and not any(char.isspace() for char in rest):
-            quoted = (rest, position + 1, position + 1 + len(rest))
+        rest = _TO_END_OF_LINE.match(line, position + 1)
+        if rest is not None:
+            quoted = (rest["value"], position + 1, rest.end("value"))
     if quoted is not None:
         value, value_start, value_end = quoted
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
@@ -178,11 +190,19 @@ def assignment_after_key(
     return Assignment(key, value, position, value_end, False, operator)
 
 
+def _starts_line(line: str, column: int) -> bool:
+    """Tell whether only blanks precede `column`."""
+    blank = _LEADING_BLANK.match(line)
+    return blank is not None and blank.end() >= column
+
+
 def _ends_statement(line: str, position: int) -> bool:
     """Tell whether only a statement's end follows `position`: nothing, `;`, `,`, a closing
     bracket or a comment."""
-    rest = line[position:].strip()
-    return not rest or rest[0] in ";,)}]" or rest.startswith(("#", "//"))
+    position = _skip_spaces(line, position)
+    return (
+        position >= len(line) or line[position] in ";,)}]" or line.startswith(("#", "//"), position)
+    )
 
 
 def _after_closing_quote(line: str, end: int) -> int:

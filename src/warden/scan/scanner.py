@@ -224,7 +224,7 @@ class Scanner:
             yield content, origin.path, origin.commit
 
     def _worker_settings(self) -> parallel.WorkerSettings:
-        rules = None if self.detector is default_detector() else self.rule_ids
+        rules = None if self.detector is _DEFAULT_DETECTOR else self.rule_ids
         return parallel.WorkerSettings(
             key=self.keyring.key,
             min_confidence=self.min_confidence,
