@@ -50,6 +50,22 @@ class _Change:
     description: str
 
 
+async def owns_objects(connection: Connection, role_oid: object) -> bool:
+    """Tell whether the role owns an object in the current database (from `pg_shdepend`).
+
+    Once the role has no session, a False answer stays true: the role owns no routine that
+    could create objects as it.
+    """
+    cursor = await connection.execute(
+        "SELECT EXISTS (SELECT FROM pg_shdepend s JOIN pg_database d ON d.oid = s.dbid "
+        "WHERE d.datname = current_database() AND s.refclassid = 'pg_authid'::regclass "
+        "AND s.refobjid = %(role)s AND s.deptype = 'o')",
+        {"role": role_oid},
+    )
+    row = await cursor.fetchone()
+    return bool(row and row[0])
+
+
 async def disarm_definer_routines(connection: Connection, role_oid: object) -> list[str]:
     """Make the role's SECURITY DEFINER functions and procedures SECURITY INVOKER.
 

@@ -45,7 +45,11 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from warden.credentials.database.handover import disarm_definer_routines, disarm_owned_objects
+from warden.credentials.database.handover import (
+    disarm_definer_routines,
+    disarm_owned_objects,
+    owns_objects,
+)
 from warden.credentials.errors import BackendError, BackendUnavailable
 from warden.credentials.settings import ConnectionSettings
 
@@ -387,25 +391,34 @@ class PostgresConnection:
         """Disarm, reassign and drop what the user owns in one database; return the changes."""
         owner = sql.Identifier(self.settings.reassign_owned_to)
         connection = await self._connect(database)
-
-        async def hand_over() -> list[str]:
-            async with connection.transaction():
-                await connection.execute(
-                    sql.SQL("SET LOCAL lock_timeout = {}").format(
-                        sql.Literal(CLEANUP_LOCK_TIMEOUT_MS)
-                    )
-                )
-                changes = await disarm_owned_objects(connection, role_oid)
-                await connection.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(user, owner))
-                await connection.execute(sql.SQL("DROP OWNED BY {}").format(user))
-            return changes
-
         try:
-            # NOTE: a call of one of the user's SECURITY DEFINER routines that started before
-            # this commit keeps running as the user, and an object it creates between the
-            # handover's catalog reads and REASSIGN OWNED is handed over as it is.
-            async with connection.transaction():
-                routines = await disarm_definer_routines(connection, role_oid)
+            # Most leased users own nothing, and then there is nothing to disarm.
+            owner_of_any = await owns_objects(connection, role_oid)
+            routines: list[str] = []
+            if owner_of_any:
+                # NOTE: a call of one of the user's SECURITY DEFINER routines that started
+                # before this commit keeps running as the user, and an object it creates
+                # between the handover's catalog reads and REASSIGN OWNED is handed over as
+                # it is.
+                async with connection.transaction():
+                    routines = await disarm_definer_routines(connection, role_oid)
+
+            async def hand_over() -> list[str]:
+                changes: list[str] = []
+                async with connection.transaction():
+                    await connection.execute(
+                        sql.SQL("SET LOCAL lock_timeout = {}").format(
+                            sql.Literal(CLEANUP_LOCK_TIMEOUT_MS)
+                        )
+                    )
+                    if owner_of_any:
+                        changes = await disarm_owned_objects(connection, role_oid)
+                    await connection.execute(
+                        sql.SQL("REASSIGN OWNED BY {} TO {}").format(user, owner)
+                    )
+                    await connection.execute(sql.SQL("DROP OWNED BY {}").format(user))
+                return changes
+
             return routines + await self._change_privileges(database, hand_over)
         except psycopg.Error as error:
             raise self._statement_error(
