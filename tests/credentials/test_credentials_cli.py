@@ -450,6 +450,7 @@ def test_issuer_on_server_host_accepted(server: str, issuer: str) -> None:
         ("https://oidc.example.org", {"issuer": "https://oidc.example.org.evil.example"}),
         ("https://oidc.example.org", {"issuer": "https://evil.example/oidc.example.org"}),
         ("https://oidc.example.org", {"issuer": "oidc.example.org"}),
+        ("oidc.example.org", {"issuer": "sts.amazonaws.com"}),
         ("https://oidc.example.org", {"issuer": ["https://oidc.example.org"]}),
         ("https://oidc.example.org", {}),
     ],

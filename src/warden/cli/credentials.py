@@ -331,7 +331,7 @@ def discovered_subject_audience(server: str, document: Mapping[str, Any]) -> str
             "the audience of the server's token endpoint"
         )
     server_host = urlsplit(server).hostname
-    if urlsplit(issuer).hostname != server_host:
+    if server_host is None or urlsplit(issuer).hostname != server_host:
         raise ValueError(
             f"{server} names issuer {issuer!r}, on another host than {server_host}, and a "
             "JWT-SVID for that audience could be replayed to it; pass -subjectAudience with "
