@@ -267,6 +267,7 @@ async def test_unreachable_datastore_answers_503(
     )
     async with server:
         token = mint(server, BILLING)
+        token_with_jti = mint(server, BILLING, extra={"jti": "while-down"})
         with password_cluster.admin() as admin:
             admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(database))
             admin.execute(
@@ -283,6 +284,9 @@ async def test_unreachable_datastore_answers_503(
                     "token": await client.post(
                         base_url(server) + "/v1/token", data=exchange_form(token)
                     ),
+                    "token with jti": await client.post(
+                        base_url(server) + "/v1/token", data=exchange_form(token_with_jti)
+                    ),
                 }
         finally:
             with password_cluster.admin() as admin:
@@ -293,3 +297,4 @@ async def test_unreachable_datastore_answers_503(
         assert response.json()["error"] == "temporarily_unavailable", name
         assert response.headers["retry-after"] == "5", name
     assert "access_token" not in responses["token"].json()
+    assert "access_token" not in responses["token with jti"].json()
