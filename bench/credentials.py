@@ -11,8 +11,9 @@ replay cache in the datastore.
 
 Database leases: a throwaway PostgreSQL cluster (tests/pg.py, initdb and pg_ctl) and a
 management role with CREATEROLE. One cycle issues a lease (datastore row, audit record,
-CREATE ROLE in one transaction) and revokes it (NOLOGIN, session check, REASSIGN and DROP
-OWNED, DROP ROLE, datastore update, audit record). The floor is a bare CREATE ROLE and
+CREATE ROLE in one transaction) and revokes it (NOLOGIN, session check, disarming what the
+user owns when it owns anything, REASSIGN and DROP OWNED, DROP ROLE, datastore update, audit
+record). The floor is a bare CREATE ROLE and
 DROP ROLE pair on one open connection, in the same run.
 
     python -m bench --only credentials [--quick]
