@@ -120,3 +120,37 @@ def test_instance_role_classified_non_human(invictus_report):
     role = roles["stratus-red-team-ec2-steal-credentials-role"]
     assert role.human is False
     assert "instance" in role.classification or "ec2" in role.classification
+
+
+def _console_and_key_users(folder: Path) -> tuple[set[str], set[str]]:
+    """Users with console use, split by whether a CLI or an SDK also signs with their AKIA keys."""
+    console: set[str] = set()
+    software: set[str] = set()
+    for record in _records(folder):
+        identity = record.get("userIdentity") or {}
+        arn = identity.get("arn")
+        if identity.get("type") != "IAMUser" or not arn:
+            continue
+        agent = record.get("userAgent") or ""
+        if record.get("eventType") == "AwsConsoleSignIn" or record.get(
+            "sessionCredentialFromConsole"
+        ):
+            console.add(arn)
+        browser_or_aws = agent.lstrip("[").startswith("Mozilla/") or "aws-internal" in agent
+        if identity.get("accessKeyId", "").startswith("AKIA") and not browser_or_aws:
+            software.add(arn)
+    return console & software, console - software
+
+
+def test_console_use_of_software_keys(invictus_report, datasets_dir):
+    hybrid, console_only = _console_and_key_users(datasets_dir / INVICTUS)
+    everyone = {i.id: i for i in invictus_report.identities + invictus_report.humans}
+    assert hybrid
+    assert console_only
+    for arn in hybrid:
+        assert everyone[arn].human is False, arn
+        assert "a non-human identity used by a person" in everyone[arn].classification
+        checks = {f.check for f in invictus_report.findings_for(arn)}
+        assert "NHI10-CONSOLE" in checks, arn
+    for arn in console_only:
+        assert everyone[arn].human is True, arn

@@ -3,8 +3,9 @@
 This proves that no rule keys on a name, account or client taken from the datasets. Names
 are renamed token by token (tokens split on "-" and "_"), so that a policy's resource
 pattern such as `policy/fn2-*` keeps matching the renamed policy `policy/<t1>-<t2>`. User
-agents keep their client family and whether they are a browser; AWS-managed policy ARNs
-and AWS service names stay, because they are AWS's names, not the organisation's.
+agents keep their client family and whether they are a browser; AWS-managed policy ARNs,
+AWS service names and the console's user agents stay, because they are AWS's names, not
+the organisation's.
 """
 
 from __future__ import annotations
@@ -64,8 +65,13 @@ class Renamer:
     def agent(self, agent: str) -> str:
         if agent in ("AWS Internal",) or agent.endswith(".amazonaws.com"):
             return agent
+        if "aws-internal/" in agent or "Console" in agent.split("/", 1)[0]:
+            return agent  # The AWS console's own back ends send these in every account.
         if agent not in self.agents:
-            family = re.split(r"[/ (,]", agent.lstrip("["), maxsplit=1)[0]
+            # A partner prefix and a per-run suffix are not part of the client's family.
+            product = re.sub(r"^APN/\S+ \S+ ", "", agent.lstrip("["))
+            family = re.split(r"[/ (,\]]", product, maxsplit=1)[0]
+            family = re.sub(r"_[0-9a-f-]{36}$", "", family)
             if family == "Mozilla":
                 renamed = f"Mozilla/5.0 (agent {len(self.agents) + 1})"
             else:

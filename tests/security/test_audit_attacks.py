@@ -927,11 +927,6 @@ def test_sso_role_name_outside_sso_path_checked(tmp_path):
     assert real["Arn"] in {identity.id for identity in report.humans}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a tag identity-type=human makes an IAM user human, and no check runs on humans, "
-    "so whoever can tag an administrator with access keys hides it from the audit",
-)
 def test_human_tag_does_not_hide_admin_keys(tmp_path):
     user = iam_user("ci-deployer", [ADMIN], Tags=[{"Key": "identity-type", "Value": "human"}])
     details = write_json(tmp_path / "details.json", authorization_details([user]))
@@ -948,13 +943,11 @@ def test_human_tag_does_not_hide_admin_keys(tmp_path):
 
     checks = {f.check for f in report.findings if f.identity == f"{ARN}user/ci-deployer"}
     assert "NHI5-ADMIN" in checks
+    user = next(i for i in report.identities if i.id == f"{ARN}user/ci-deployer")
+    assert user.classification.startswith("tagged human by identity-type, but")
+    assert "never signs in to the console" in user.classification
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an IAM user with console sign-ins is classified human, so NHI10-CONSOLE never "
-    "reports a console sign-in with a user whose access keys a workload uses",
-)
 def test_console_sign_in_on_key_user_reported(tmp_path):
     logs = tmp_path / "logs"
     sign_in = cloudtrail_event(
@@ -972,8 +965,13 @@ def test_console_sign_in_on_key_user_reported(tmp_path):
 
     report = audit(cloudtrail=[logs])
 
-    checks = {f.check for f in report.findings if f.identity == f"{ARN}user/ci-deployer"}
-    assert "NHI10-CONSOLE" in checks
+    console = [
+        f
+        for f in report.findings
+        if f.identity == f"{ARN}user/ci-deployer" and f.check == "NHI10-CONSOLE"
+    ]
+    assert console
+    assert any("AKIAIOSFODNN7EXAMPLE used by aws-cli" in line for line in console[0].evidence)
 
 
 # Reports.

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from warden.governance.clients import SERVICE_ADDRESSES, user_agent_family
 from warden.governance.iam.escalation import EscalationPath, IamAnalysis
 from warden.governance.model import Finding, Identity, Inventory, Kind, Provider, Severity
 
@@ -176,7 +177,6 @@ SEVERITY_FOR_LEVEL = {
     "high": Severity.HIGH,
     "standard": Severity.MEDIUM,
 }
-_SERVICE_ADDRESSES = ("AWS Internal",)
 
 
 def finding(
@@ -513,23 +513,8 @@ def check_old_secrets(identity: Identity, context: CheckContext) -> Iterator[Fin
 # NHI9: reuse.
 
 
-def user_agent_family(agent: str) -> str | None:
-    """Return the client's name from a user agent ("aws-cli/2.13 ..." gives "aws-cli").
-
-    Returns None for AWS services.
-    """
-    text = agent.strip().lstrip("[")
-    if not text or text in _SERVICE_ADDRESSES or text.endswith(".amazonaws.com"):
-        return None
-    for separator in ("/", " ", "(", ","):
-        text = text.split(separator, 1)[0]
-    return text.lower() or None
-
-
 def _client_addresses(addresses: tuple[str, ...]) -> list[str]:
-    return [
-        a for a in addresses if a not in _SERVICE_ADDRESSES and not a.endswith(".amazonaws.com")
-    ]
+    return [a for a in addresses if a not in SERVICE_ADDRESSES and not a.endswith(".amazonaws.com")]
 
 
 def check_key_reuse(identity: Identity, context: CheckContext) -> Iterator[Finding]:
@@ -573,7 +558,10 @@ def check_human_use(identity: Identity, context: CheckContext) -> Iterator[Findi
     if facts.get("console_events"):
         evidence.append(f"{facts['console_events']} console events in CloudTrail")
     if evidence:
-        yield finding("NHI10-CONSOLE", identity, evidence)
+        # Keys that software uses show that a workload holds this identity too.
+        software = list(facts.get("software_key_use", []))
+        title = "Console use of a workload identity" if software else None
+        yield finding("NHI10-CONSOLE", identity, evidence + software, title=title)
     browsers = facts.get("browser_user_agents")
     if browsers:
         yield finding(
