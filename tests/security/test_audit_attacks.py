@@ -860,6 +860,8 @@ def test_web_identity_trust_without_subject(tmp_path):
         ("deploy-any-repo", {"StringEquals": {"ci.example.org:aud": "sts.amazonaws.com"}}),
         ("deploy-wildcard", {"StringLike": {"ci.example.org:sub": "*"}}),
         ("deploy-one-repo", {"StringLike": {"ci.example.org:sub": "repo:acme/app:*"}}),
+        ("deploy-star-in-list", {"StringLike": {"ci.example.org:sub": ["repo:acme/app:*", "*"]}}),
+        ("deploy-all-but-one", {"StringNotEquals": {"ci.example.org:sub": "repo:acme/old:main"}}),
     ):
         role = iam_role(name, [], f"{ARN}root")
         role["AssumeRolePolicyDocument"] = {
@@ -882,6 +884,8 @@ def test_web_identity_trust_without_subject(tmp_path):
     }
     assert "deploy-any-repo" in permissive
     assert "deploy-wildcard" in permissive
+    assert "deploy-star-in-list" in permissive
+    assert "deploy-all-but-one" in permissive
     assert "deploy-one-repo" not in permissive
 
 

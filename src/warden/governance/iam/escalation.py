@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from warden.governance.iam.authorization import AuthorizationDetails, Principal
 from warden.governance.iam.methods import METHODS, Level, Method, Target
@@ -503,7 +504,9 @@ def _unrestricted_web_identity(statement: Statement) -> list[str]:
     """Name each OIDC provider that the statement trusts for every subject it issues tokens to.
 
     Without a condition on `<provider>:sub`, every subject of the provider may assume the
-    role: every repository of a public CI service, every service account of a cluster.
+    role: every repository of a public CI service, every service account of a cluster. A
+    negated operator (`StringNotEquals`) restricts nothing, and neither does a list of
+    values that contains `*`, because any one value may match.
     """
     reasons = []
     for provider in statement.federated_principals:
@@ -512,11 +515,11 @@ def _unrestricted_web_identity(statement: Statement) -> list[str]:
         host = provider.split(":oidc-provider/", 1)[1]
         subject_key = f"{host}:sub".lower()
         restricted = any(
-            key.lower() == subject_key
-            and not {str(value) for value in (values if isinstance(values, list) else [values])}
-            <= {"*", ""}
+            key.lower() == subject_key and _restricts_subject(values)
             for operator, entries in statement.condition.items()
-            if isinstance(entries, dict) and operator.startswith("String")
+            if isinstance(entries, dict)
+            and operator.startswith("String")
+            and not operator.startswith("StringNot")
             for key, values in entries.items()
         )
         if not restricted:
@@ -525,6 +528,11 @@ def _unrestricted_web_identity(statement: Statement) -> list[str]:
                 f"(no condition on {host}:sub)"
             )
     return reasons
+
+
+def _restricts_subject(values: Any) -> bool:
+    subjects = {str(value) for value in (values if isinstance(values, list) else [values])}
+    return "*" not in subjects and bool(subjects - {""})
 
 
 def _trust_key(value: str) -> str:
