@@ -3,6 +3,11 @@ breaks finishes the scan in the calling process."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
 from warden.scan import parallel, scan_paths
@@ -101,3 +106,28 @@ def test_worker_count_automatic_uses_every_cpu(monkeypatch):
 def test_worker_count_rejects_negative_jobs():
     with pytest.raises(ValueError, match="invalid number of jobs -1"):
         parallel.worker_count(-1, 0)
+
+
+def _warden(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "warden", "scan", *arguments],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "WARDEN_SCAN_HMAC_KEY": "ab" * 32},
+    )
+
+
+def test_cli_jobs_option(tmp_path, fake):
+    repository = _project(tmp_path, fake)
+    serial = _warden(str(repository), "--format", "json", "--jobs", "1")
+    workers = _warden(str(repository), "--format", "json", "--jobs", "2")
+    assert serial.returncode == 1, serial.stderr
+    assert workers.returncode == 1, workers.stderr
+    assert json.loads(workers.stdout)["findings"] == json.loads(serial.stdout)["findings"]
+
+
+def test_cli_rejects_negative_jobs(tmp_path):
+    completed = _warden(str(tmp_path), "--jobs", "-1")
+    assert completed.returncode == 2
+    assert "--jobs" in completed.stderr

@@ -210,7 +210,8 @@ _NOT_A_SECRET_VALUE = re.compile(
       | v?\d+(?:\.\d+){1,3}(?:[-+][\w.]+)?$              # a version
       | (?:sha1|sha256|sha384|sha512|md5)[-:]            # an integrity hash
       | [A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*){2,}$          # a dotted name: module.Class.attr
-      | [a-z_-]+$                                        # letters, _ and -: a word or a name
+      | [a-z_./:-]+$                                     # letters and name punctuation:
+                                                         # words, names, paths, URLs
       | [a-z_]+\d{0,3}(?:\[-?\d*\])?(?:\.[a-z_]+\d{0,3}(?:\[-?\d*\])?)+$
                                                          # a dotted name or path: Jobs[-1].JobId
       | (?:true|false|yes|no|on|off|null|none|nil)$
@@ -405,10 +406,10 @@ RULES = (
         check=_secret,
         # 12 for an assignment and 4 for a comparison, which has an anchor of its own.
         min_length=12,
-        # The check rejects values made only of letters, `_` and `-` (words and names), so
-        # an accepted value has another character among its first 100, or is longer. A
-        # value starting with a bracket is an object or a list.
-        value_anchor=r"""[^\sA-Za-z_"'{[(-]|[^\s"'{[(](?:[^\s"']{0,99}[^\sA-Za-z_"'-]"""
+        # The check rejects values made only of letters and `_ - . / :` (words, names,
+        # paths, URLs), so an accepted value has another character among its first 100, or
+        # is longer. A value starting with a bracket is an object or a list.
+        value_anchor=r"""[^\sA-Za-z_"'{[(./:-]|[^\s"'{[(](?:[^\s"']{0,99}[^\sA-Za-z_"'./:-]"""
         r"""|[^\s]{100})""",
         lifetime=Lifetime.UNKNOWN,
         placeholder=PlaceholderPolicy.VALUE,
