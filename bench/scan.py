@@ -68,8 +68,11 @@ def _measure(function) -> tuple[float, float, object]:
 
 
 def _text_files(root: Path, limit_bytes: int) -> list:
-    """Every file Warden would read under root, in sorted order, up to a size budget; when
-    the budget is smaller than the tree, every n-th file, so the sample spans all packages."""
+    """Return the files Warden would read under root, in sorted order, up to a size budget.
+
+    When the budget is smaller than the tree, every n-th file is taken, so that the sample
+    spans all packages.
+    """
     from warden.scan import files as scan_files
 
     candidates = [

@@ -93,7 +93,7 @@ def test_type_annotated_assignment_is_read(text, path):
         '__match_args__ = ("pw_name", "pw_passwd", "pw_uid")\n',
     ],
 )
-def test_list_items_do_not_pair_as_key_and_value(text):
+def test_list_items_not_paired(text):
     assert _found(text) == []
 
 

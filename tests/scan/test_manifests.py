@@ -48,7 +48,7 @@ def test_decoded_placeholder_and_its_base64_raise_nothing():
     assert _scan(_secret({"password": _b64("changeme"), "user": _b64("admin")})) == []
 
 
-def test_provider_token_in_data_is_found_under_any_key(fake):
+def test_provider_token_under_any_key(fake):
     token = fake.github()
     findings = _scan(_secret({"config": _b64(token)}))
     assert [finding.rule_id for finding in findings] == ["github-pat"]

@@ -11,7 +11,7 @@ from .noseyparker import MAPPING, NOT_COVERED, evaluate, load
 pytestmark = pytest.mark.datasets
 
 # Negatives that Warden flags on purpose. A Nosey Parker label of 0 only means that one
-# particular regex must not match; each of these holds a credential by Warden's reading.
+# particular regex must not match. Each of these contains a credential by Warden's reading.
 KNOWN_FLAGS = {
     (
         "np.auth0.1",
