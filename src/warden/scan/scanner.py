@@ -113,7 +113,8 @@ class Scanner:
                 ScanWarning(
                     "long_line",
                     path,
-                    f"a line is longer than {files.LONG_LINE} bytes; scanned in full",
+                    f"a line is longer than {files.LONG_LINE} bytes (minified or generated?); "
+                    "scanned, and read around each match",
                 )
             )
         self.result.stats.bytes_scanned += len(data)
