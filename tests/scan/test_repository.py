@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -312,3 +313,22 @@ def test_aws_key_prefix_sets_lifetime(tmp_path, fake, workspace, prefix, long_li
     (tmp_path / "creds").write_text(f"key = {fake.aws_key_id(prefix)}\n")
     result = scan_paths([tmp_path / "creds"], workspace=workspace)
     assert [f.long_lived for f in result.findings] == [long_lived]
+
+
+@pytest.mark.timeout(60)
+def test_special_files_are_skipped_with_a_warning(tmp_path, fake, workspace):
+    """A FIFO, inside a folder or named directly, never blocks the scan."""
+    folder = tmp_path / "code"
+    folder.mkdir()
+    secret = fake.aws_key_id()
+    (folder / "settings.env").write_text(f"AWS_ACCESS_KEY_ID={secret}\n", encoding="utf-8")
+    fifo = folder / "trap.env"
+    os.mkfifo(fifo)
+
+    result = scan_paths([folder], workspace=workspace)
+    named = scan_paths([fifo], workspace=workspace)
+
+    assert [finding.path for finding in result.findings] == ["settings.env"]
+    assert any(warning.path.endswith("trap.env") for warning in result.warnings)
+    assert named.findings == []
+    assert any(warning.path.endswith("trap.env") for warning in named.warnings)

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from rich.text import Text
+
     from warden.scan import ScanResult
 
 # Exit codes for CI pipelines and pre-commit.
@@ -48,6 +50,23 @@ def _list_rules() -> None:
     Console().print(table)
 
 
+def _cell(value: str) -> Text:
+    """Return a table cell that shows `value` as written.
+
+    Paths, identifiers and redacted prefixes come from the scanned files, so Rich markup in
+    them stays text, and control and format characters (terminal escapes, bidirectional
+    overrides) are shown as escapes instead of acting on the terminal.
+    """
+    from rich.text import Text
+
+    return Text(
+        "".join(
+            character if character.isprintable() else character.encode("unicode_escape").decode()
+            for character in value
+        )
+    )
+
+
 def _table(result: ScanResult, suppressed: int) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -73,10 +92,10 @@ def _table(result: ScanResult, suppressed: int) -> None:
             table.add_row(
                 finding.severity.label(),
                 finding.rule_id,
-                location,
-                f"{finding.redacted} {finding.secret_hash[:8]}",
+                _cell(location),
+                _cell(f"{finding.redacted} {finding.secret_hash[:8]}"),
                 lifetime,
-                finding.identifier or "",
+                _cell(finding.identifier or ""),
                 finding.replacement.id,
             )
         console.print(table)
@@ -150,7 +169,7 @@ def scan(
         ),
     ] = None,
     max_file_size: Annotated[
-        int, typer.Option(help="Skip files (and blobs) larger than this many bytes.")
+        int, typer.Option(min=1, help="Skip files (and blobs) larger than this many bytes.")
     ] = 20 * 1024 * 1024,
     rule: Annotated[
         list[str] | None, typer.Option("--rule", help="Run only this rule id. Repeatable.")
@@ -211,7 +230,11 @@ def scan(
 
     if write_baseline is not None:
         written = baseline_file.Baseline.from_findings(result.findings, keyring.key_id)
-        baseline_file.write(write_baseline, written)
+        try:
+            baseline_file.write(write_baseline, written)
+        except OSError as error:
+            _fail(f"cannot write the baseline {write_baseline}: {error.strerror}")
+            return
         typer.echo(
             f"wrote {len(written.entries)} findings to the baseline {write_baseline}", err=True
         )
@@ -238,7 +261,10 @@ def scan(
         if output is None:
             sys.stdout.write(text)
         else:
-            output.write_text(text)
+            try:
+                output.write_text(text)
+            except OSError as error:
+                _fail(f"cannot write the report to {output}: {error.strerror}")
 
     if threshold is not None and any(finding.severity >= threshold for finding in result.findings):
         raise typer.Exit(EXIT_FINDINGS)

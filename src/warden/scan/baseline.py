@@ -102,16 +102,28 @@ def load(path: Path, key_id: str) -> Baseline:
             f"uses key {key_id}: fingerprints cannot match. Share the key (the workspace's "
             "scan-hmac.key or WARDEN_SCAN_HMAC_KEY) or rewrite the baseline with --write-baseline."
         )
-    try:
-        entries = tuple(
-            BaselineEntry(
-                item["fingerprint"], item["rule_id"], item["path"], item.get("redacted", "")
+    items = document.get("findings", [])
+    if not isinstance(items, list):
+        raise BaselineError(f"baseline {path}: 'findings' is not a list")
+    entries = []
+    for position, item in enumerate(items):
+        if not isinstance(item, dict) or not all(
+            isinstance(item.get(name), str) for name in ("fingerprint", "rule_id", "path")
+        ):
+            raise BaselineError(
+                f"baseline {path}: entry {position} is malformed; each entry needs the "
+                "strings 'fingerprint', 'rule_id' and 'path'. Rewrite it with --write-baseline."
             )
-            for item in document.get("findings", [])
+        redacted = item.get("redacted")
+        entries.append(
+            BaselineEntry(
+                item["fingerprint"],
+                item["rule_id"],
+                item["path"],
+                redacted if isinstance(redacted, str) else "",
+            )
         )
-    except (KeyError, TypeError) as error:
-        raise BaselineError(f"baseline {path}: malformed entry ({error})") from error
-    return Baseline(key_id, entries)
+    return Baseline(key_id, tuple(entries))
 
 
 def write(path: Path, baseline: Baseline) -> None:

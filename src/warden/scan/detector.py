@@ -42,10 +42,16 @@ _AFTER = 16384
 # operator lie within `_KEY_WINDOW` characters before the end, and an XML element's value
 # within `_VALUE_WINDOW` after it.
 _KEY_WINDOW = 384
+# Characters on each side of a match that a rule's check reads as context on long lines.
+_CONTEXT = MAX_LINE
 _VALUE_WINDOW = 1024
 _VALUE_SLACK = 128
 _KEY_CACHE_SIZE = 50_000
 _ALLOW = "warden:allow"
+# A comment line that starts with the marker, perhaps followed by a reason.
+_ALLOW_COMMENT = re.compile(r"\s*(?:#+|//+|/\*+|\*|--|;+|<!--|%+|'|::|(?i:rem)\b)\s*warden:allow\b")
+# On long lines, how far after a match's end its `warden:allow` may be.
+_ALLOW_REACH = 256
 # Any run of key characters followed by an assignment operator or a quote.
 _KEY_OPERATOR = re.compile(
     r"""(?P<key>[A-Za-z_$@][\w.$@-]{0,120})(?:\\?["'`\]]){0,3}\s*(?:===|!==|==|!=|:=|=>|->|=|:|,|(?=\\?["'`]))"""
@@ -139,6 +145,18 @@ class _Columns:
         self.characters += len(self.decoder.decode(self.data[self.byte : end]))
         self.byte = end
         return self.characters
+
+
+def _around(text: str, start: int, end: int) -> str:
+    """Return the context a rule's check reads around the match at `start`..`end` of `text`:
+    all of it, or `_CONTEXT` characters on each side when it is longer than `MAX_LINE`.
+
+    Checks search their context (an AWS key id looks for its secret nearby), so on a
+    minified line holding thousands of matches each would otherwise read the whole line.
+    """
+    if len(text) <= MAX_LINE:
+        return text
+    return text[max(0, start - _CONTEXT) : end + _CONTEXT]
 
 
 def _segments(
@@ -239,7 +257,9 @@ class Detector:
             )
         kept = _resolve(matches)
         for match in kept:
-            match.inline_allowed = allowed(content, match.line - 1, match.secret.count("\n"))
+            match.inline_allowed = allowed(
+                content, match.line - 1, match.secret.count("\n"), match.end
+            )
         if kept and path.endswith((".py", ".pyi")):
             _mark_documentation(kept, context.triple_quoted_spans(content.text))
         return kept
@@ -308,7 +328,8 @@ class Detector:
             if not secret or context.is_placeholder(secret, "", rule.placeholder):
                 continue
             groups = {name: value for name, value in match.groupdict().items() if value is not None}
-            check = rule.check(Candidate(secret, groups, text, path))
+            around = _around(text, match.start(), match.end())
+            check = rule.check(Candidate(secret, groups, around, path))
             if check is None:
                 continue
             secret_line = content.line_of(start, first)
@@ -469,7 +490,9 @@ class Detector:
             return None
         if context.is_placeholder(value, key, PlaceholderPolicy.FORMAT):
             return None
-        _first, text = content.window(line_index, rule.lines_before, rule.lines_after)
+        first, text = content.window(line_index, rule.lines_before, rule.lines_after)
+        value_start = content.starts[line_index] - content.starts[first] + assignment.value_start
+        text = _around(text, value_start, value_start + len(value))
         required = rule.compiled_context()
         if required is not None and not required.search(text):
             return None
@@ -530,13 +553,20 @@ def _resolve(matches: list[Match]) -> list[Match]:
         ),
     )
     kept: list[Match] = []
+    # The kept matches never overlap, so sorted by start they are sorted by end too, and the
+    # ones a match overlaps sit next to each other there: each match costs a binary search,
+    # not a pass over every kept match. Each entry is (start, end, rank in `kept`).
+    by_start: list[tuple[int, int, int]] = []
     for match in ranked:
-        winner = next(
-            (other for other in kept if match.start < other.end and other.start < match.end), None
-        )
-        if winner is None:
+        first = bisect.bisect_right(by_start, match.start, key=operator.itemgetter(1))
+        last = bisect.bisect_left(by_start, match.end, key=operator.itemgetter(0))
+        overlapped = [rank for _, _, rank in by_start[first:last]]
+        if not overlapped:
+            bisect.insort(by_start, (match.start, match.end, len(kept)))
             kept.append(match)
             continue
+        # The winner is the overlapped match that ranks first, as in a pass over `kept`.
+        winner = kept[min(overlapped)]
         if winner.check.identifier is None and match.check.identifier is not None:
             winner.check = replace(winner.check, identifier=match.check.identifier)
         if match.check.details:
@@ -563,13 +593,24 @@ def _mark_documentation(matches: list[Match], spans: list[tuple[int, int]]) -> N
             match.in_documentation = True
 
 
-def allowed(content: FileContent, index: int, extra_lines: int = 0) -> bool:
-    """Tell whether `warden:allow` is on lines `index`..`index + extra_lines` or alone on
-    the line above."""
-    for line in content.lines[index : index + extra_lines + 1]:
+def allowed(content: FileContent, index: int, extra_lines: int = 0, end: int | None = None) -> bool:
+    """Tell whether `warden:allow` is on lines `index`..`index + extra_lines`, or starts a
+    comment line above them.
+
+    On a line longer than `MAX_LINE` (minified code) only a marker within `_ALLOW_REACH`
+    characters after the match's `end` (an offset in the file) counts, so that one marker
+    does not allow every match on the line.
+    """
+    last = min(index + extra_lines, len(content.lines) - 1)
+    for line_index in range(index, last + 1):
+        line = content.lines[line_index]
+        if len(line) > MAX_LINE:
+            if end is None or line_index != last:
+                continue
+            column = max(0, end - content.starts[line_index])
+            line = line[column : column + _ALLOW_REACH]
         if _ALLOW in line:
             return True
-    if index > 0:
-        above = content.lines[index - 1].strip()
-        return _ALLOW in above and len(above) < 80
-    return False
+    # Only a comment that is the marker (and its reason) allows the next line: a marker
+    # after a value on the line above allows that value alone.
+    return index > 0 and _ALLOW_COMMENT.match(content.lines[index - 1]) is not None

@@ -6,6 +6,7 @@ Nothing here raises on a bad file: each problem becomes a `ScanWarning` and the 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -222,12 +223,25 @@ def walk(root_argument: Path, warnings: list[ScanWarning]) -> Iterator[SourceFil
     path = root_argument.resolve()
     root = find_root(path)
     if path.is_file():
-        yield SourceFile(path, path.relative_to(root).as_posix())
+        yield SourceFile(path, printable_path(path.relative_to(root).as_posix()))
+        return
+    if not path.is_dir():
+        warnings.append(
+            ScanWarning(
+                "unreadable",
+                printable_path(str(path)),
+                "skipped: not a regular file (a FIFO, socket or device)",
+            )
+        )
         return
 
     def on_error(error: OSError) -> None:
         warnings.append(
-            ScanWarning("unreadable", str(error.filename), f"cannot list folder: {error.strerror}")
+            ScanWarning(
+                "unreadable",
+                printable_path(str(error.filename)),
+                f"cannot list folder: {error.strerror}",
+            )
         )
 
     for folder, dirs, files in os.walk(path, onerror=on_error):
@@ -236,7 +250,17 @@ def walk(root_argument: Path, warnings: list[ScanWarning]) -> Iterator[SourceFil
             full = Path(folder, name)
             if full.is_symlink():
                 continue
-            yield SourceFile(full, full.relative_to(root).as_posix())
+            yield SourceFile(full, printable_path(full.relative_to(root).as_posix()))
+
+
+def printable_path(path: str) -> str:
+    """Return a path as valid UTF-8 text for findings and reports.
+
+    Python decodes the bytes of a file name that are not UTF-8 into lone surrogates, which
+    no UTF-8 output can hold; they become `\\xNN` escapes here, as in the names of git
+    history blobs, so a file reports the same path and fingerprint in both scans.
+    """
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def size_of(source: SourceFile) -> int:
@@ -249,25 +273,51 @@ def size_of(source: SourceFile) -> int:
 
 def read(source: SourceFile, max_size: int, warnings: list[ScanWarning]) -> bytes | None:
     """Read a file's bytes, or return None (with a warning) when it cannot or should not be
-    scanned."""
+    scanned.
+
+    Only regular files are read. The file is opened without blocking and checked on the open
+    descriptor, so a FIFO, socket or device, or a file swapped for one after the walk, is
+    skipped instead of waiting for a writer or reading forever. At most `max_size` bytes are
+    read, also from a file that grows after its size was checked.
+    """
     if has_binary_suffix(source.relative):
         return None
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        size = source.path.stat().st_size
-        if size > max_size:
-            warnings.append(
-                ScanWarning(
-                    "too_large",
-                    source.relative,
-                    f"skipped: {size} bytes is above the limit of {max_size} bytes "
-                    "(raise it with --max-file-size)",
-                )
-            )
-            return None
-        data = source.path.read_bytes()
+        descriptor = os.open(source.path, flags)
     except OSError as error:
         warnings.append(
             ScanWarning("unreadable", source.relative, f"cannot read: {error.strerror}")
+        )
+        return None
+    with os.fdopen(descriptor, "rb") as handle:
+        try:
+            status = os.fstat(descriptor)
+            if not stat.S_ISREG(status.st_mode):
+                warnings.append(
+                    ScanWarning(
+                        "unreadable",
+                        source.relative,
+                        "skipped: not a regular file (a FIFO, socket or device)",
+                    )
+                )
+                return None
+            size = status.st_size
+            data = handle.read(max_size + 1) if size <= max_size else b""
+        except OSError as error:
+            warnings.append(
+                ScanWarning("unreadable", source.relative, f"cannot read: {error.strerror}")
+            )
+            return None
+    if size > max_size or len(data) > max_size:
+        reason = f"{size} bytes is" if size > max_size else "it grew while it was read,"
+        warnings.append(
+            ScanWarning(
+                "too_large",
+                source.relative,
+                f"skipped: {reason} above the limit of {max_size} bytes "
+                "(raise it with --max-file-size)",
+            )
         )
         return None
     if looks_binary(data):

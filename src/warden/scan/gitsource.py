@@ -94,7 +94,8 @@ def blob_origins(repository: Path) -> tuple[list[BlobOrigin], int]:
             mode, blob = parts[1], parts[3]
             if mode in ("160000", "120000") or blob == _EMPTY_BLOB or blob in origins:
                 continue
-            path = raw_path.decode("utf-8", "surrogateescape")
+            # Bytes that are not UTF-8 become \xNN escapes, as `files.printable_path` does.
+            path = raw_path.decode("utf-8", "backslashreplace")
             origins[blob] = BlobOrigin(blob, commit, int(time_text or 0), path)
     # --diff-filter hides commits that only delete, so count commits separately.
     total = int(_run_git(repository, "rev-list", "--all", "--count").decode().strip() or 0)
@@ -147,17 +148,29 @@ def read_blobs(
             if size > max_size:
                 remaining = size + 1
                 while remaining:
-                    remaining -= len(process.stdout.read(min(remaining, 1 << 20)))
+                    chunk = process.stdout.read(min(remaining, 1 << 20))
+                    if not chunk:
+                        raise GitError(_ended_early(repository, blob))
+                    remaining -= len(chunk)
                 yield blob, None, size
                 continue
             content = process.stdout.read(size)
-            process.stdout.read(1)  # the newline after each object
+            # The newline after each object; a short read means git exited mid-object.
+            if len(content) < size or process.stdout.read(1) != b"\n":
+                raise GitError(_ended_early(repository, blob))
             yield blob, content, size
     finally:
         writer.join(timeout=5)
         process.stdout.close()
         process.kill()
         process.wait()
+
+
+def _ended_early(repository: Path, blob: str) -> str:
+    return (
+        f"git cat-file exited in the middle of blob {blob[:12]} in {repository}; "
+        "check the repository with 'git fsck' and scan again"
+    )
 
 
 def total_size(repository: Path, blobs: list[str]) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import logging
 import re
 from collections.abc import Iterator
@@ -92,10 +93,17 @@ def _mapping(node: Any) -> dict[str, tuple[Any, Any]]:
     return entries
 
 
-def _secrets(document: Any) -> Iterator[dict[str, tuple[Any, Any]]]:
-    """Yield the Secret objects of one document: itself, or the items of a List."""
+def _secrets(document: Any, seen: set[int]) -> Iterator[dict[str, tuple[Any, Any]]]:
+    """Yield the Secret objects of one document: itself, or the items of a List.
+
+    YAML aliases let a List hold itself, or hold another List ten times at each of many
+    levels, so each node is visited once: `seen` holds the ids of the nodes visited.
+    """
     from yaml.nodes import SequenceNode
 
+    if id(document) in seen:
+        return
+    seen.add(id(document))
     entries = _mapping(document)
     kind = _scalar(entries["kind"][1]) if "kind" in entries else None
     if kind == "Secret":
@@ -104,7 +112,7 @@ def _secrets(document: Any) -> Iterator[dict[str, tuple[Any, Any]]]:
         items = entries["items"][1]
         if isinstance(items, SequenceNode):
             for item in items.value:
-                yield from _secrets(item)
+                yield from _secrets(item, seen)
 
 
 def _name(secret: dict[str, tuple[Any, Any]]) -> str:
@@ -139,7 +147,7 @@ def secret_entries(text: str, path: str, warnings: list[ScanWarning]) -> list[Se
     entries: list[SecretEntry] = []
     try:
         for document in _load(text):
-            for secret in _secrets(document):
+            for secret in _secrets(document, set()):
                 entries.extend(_entries(secret))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
@@ -208,7 +216,7 @@ def secret_matches(
                 end=max(entry.end, entry.start + 1),
                 check=replace(match.check, details=details),
             )
-            placed.inline_allowed = allowed(content, entry.line)
+            placed.inline_allowed = allowed(content, entry.line, end=entry.end)
             matches.append(placed)
     return matches, decoded_spans
 
@@ -221,10 +229,18 @@ def merge(
     if not secret and not decoded_spans:
         return text_matches
     seen = {(match.line, match.secret) for match in secret}
+    # YAML values do not overlap, so the spans sorted by start are sorted by end too, and
+    # only the last span starting at or before a match can contain it.
+    spans = sorted(decoded_spans)
+    starts = [start for start, _ in spans]
+
+    def in_decoded_value(offset: int) -> bool:
+        position = bisect.bisect_right(starts, offset) - 1
+        return position >= 0 and offset < spans[position][1]
+
     kept = [
         match
         for match in text_matches
-        if (match.line, match.secret) not in seen
-        and not any(start <= match.start < end for start, end in decoded_spans)
+        if (match.line, match.secret) not in seen and not in_decoded_value(match.start)
     ]
     return sorted([*kept, *secret], key=lambda match: (match.start, match.rule.id))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 from warden import __version__
 from warden.scan.model import Finding, Severity
@@ -73,7 +74,8 @@ def to_sarif(findings: Sequence[Finding], rules: Sequence[Rule]) -> dict[str, An
     for finding in findings:
         location: dict[str, Any] = {
             "physicalLocation": {
-                "artifactLocation": {"uri": finding.path, "uriBaseId": "%SRCROOT%"},
+                # A path is not a URI: `#`, `%`, `?` and spaces must be percent-encoded.
+                "artifactLocation": {"uri": quote(finding.path), "uriBaseId": "%SRCROOT%"},
                 "region": {"startLine": finding.line, "startColumn": finding.column},
             }
         }

@@ -56,7 +56,8 @@ class Scanner:
             unknown = set(rules) - {rule.id for rule in selected}
             if unknown:
                 raise ValueError(
-                    f"unknown rule ids: {', '.join(sorted(unknown))}; see 'warden scan rules'"
+                    f"unknown rule ids: {', '.join(sorted(unknown))}; "
+                    "list the rules with 'warden scan --list-rules'"
                 )
             self.detector = Detector(selected, Engine(selected))
         else:

@@ -16,8 +16,10 @@ import zlib
 from datetime import UTC, datetime
 from typing import Any
 
+from warden.scan import entropy
 from warden.scan.model import Confidence, Severity
 from warden.scan.rule import Candidate, Check, Lifetime
+from warden.scan.workspace import redact
 
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -336,6 +338,22 @@ def base64_private_key(candidate: Candidate) -> Check | None:
     )
 
 
+def user_label(user: str) -> str:
+    """Return a user name for an identifier, which reports print in full: redacted when the
+    name looks like a credential itself.
+
+    Some services take a token or API key as the user name of HTTP Basic or of a URL
+    (`<token>:x-oauth-basic@github.com`, `<key>:X`). A name of 16 or more characters that
+    is random for its character set and holds a digit or both cases is treated as one.
+    """
+    varied = any(c.isdigit() for c in user) or (
+        any(c.islower() for c in user) and any(c.isupper() for c in user)
+    )
+    if len(user) >= 16 and varied and entropy.looks_random(user):
+        return redact(user, "")
+    return user
+
+
 def basic_auth(candidate: Candidate) -> Check | None:
     """Accept an HTTP Basic credential only when it decodes to `user:password`."""
     raw = _b64decode(candidate.secret)
@@ -348,7 +366,9 @@ def basic_auth(candidate: Candidate) -> Check | None:
     user, colon, password = text.partition(":")
     if not colon or not password or not text.isprintable():
         return None
-    return Check(identifier=f"user {user}" if user else None, confidence=Confidence.HIGH)
+    return Check(
+        identifier=f"user {user_label(user)}" if user else None, confidence=Confidence.HIGH
+    )
 
 
 def expiry_from_sas(candidate: Candidate) -> Check:
@@ -361,5 +381,7 @@ def expiry_from_sas(candidate: Candidate) -> Check:
         moment = datetime.fromisoformat(expiry.replace("Z", "+00:00"))
     except ValueError:
         return Check(details={"expires": expiry})
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # SAS times are UTC, and `se` may be a date alone
     lifetime = Lifetime.SHORT if (moment - datetime.now(UTC)).days < 31 else Lifetime.LONG
     return Check(lifetime=lifetime, details={"expires": expiry})

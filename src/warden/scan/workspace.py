@@ -93,7 +93,7 @@ class Keyring:
         It has no line, commit or rule in it, so it survives edits above the secret, rebases,
         squashes and rule renames; the same secret in another file is another finding.
         """
-        message = f"fingerprint\0{secret_hash}\0{path}".encode()
+        message = f"fingerprint\0{secret_hash}\0{path}".encode("utf-8", "surrogateescape")
         return hmac.new(self.key, message, hashlib.sha256).hexdigest()[:32]
 
     @classmethod

@@ -50,6 +50,8 @@ def _password(candidate: Candidate) -> Check | None:
     host = candidate.groups.get("host")
     if user and context.is_reference(user):
         user = None
+    if user:
+        user = validators.user_label(user)
     identifier = f"{user}@{host}" if user and host else user or host
     if host and is_documentation_host(host):
         return Check(identifier=identifier, confidence=Confidence.LOW)
@@ -65,6 +67,8 @@ def _connection_string(candidate: Candidate) -> Check | None:
         r"(?i)(?:server|data source|host|hostname|address)\s*=\s*([^;\"'\s]+)", candidate.text
     )
     parts = [part.group(1) for part in (user, server) if part]
+    if user:
+        parts[0] = validators.user_label(parts[0])
     return Check(identifier="@".join(parts) if parts else None)
 
 

@@ -29,7 +29,9 @@ def _docker_auth(candidate: Candidate) -> Check | None:
             registry = match.group(1)
     details = {"registry": registry} if registry else {}
     return Check(
-        identifier=f"{user}@{registry}" if registry else user,
+        identifier=f"{validators.user_label(user)}@{registry}"
+        if registry
+        else validators.user_label(user),
         details=details,
         confidence=Confidence.HIGH,
     )
