@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,7 @@ from warden.governance.model import Severity
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
     from warden.behavior.detect import DetectReport
     from warden.behavior.model import Alert
@@ -86,7 +88,7 @@ def render_table(report: DetectReport, console: Console, limit: int = 50) -> Non
         for column in ("severity", "score", "detector", "identity", "events", "evidence"):
             table.add_column(column, overflow="fold")
         for alert in alerts[:limit]:
-            table.add_row(*_row(alert))
+            table.add_row(*(_plain(cell) for cell in _row(alert)))
         console.print(table)
         if len(alerts) > limit:
             console.print(f"... {len(alerts) - limit} more; use --format json for all of them")
@@ -110,6 +112,25 @@ def _row(alert: Alert) -> list[str]:
         f"{len(alert.event_ids)} from {when}",
         "\n".join(evidence),
     ]
+
+
+# C0 and C1 control characters except the newline, and the Unicode format characters that
+# reorder or hide text (bidirectional overrides and isolates, zero-width characters).
+_HIDDEN = re.compile(
+    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]"
+)
+
+
+def _plain(text: str) -> Text:
+    """Return `text` as a Rich cell that shows markup and control characters literally.
+
+    Identity names and user agents come from the logs, so the caller chooses them. Markup
+    such as `[/]` would raise MarkupError and print no table, and escape sequences would
+    reach the terminal (clearing it, hiding text, writing the clipboard).
+    """
+    from rich.text import Text
+
+    return Text(_HIDDEN.sub(lambda match: f"\\u{ord(match.group()):04x}", text))
 
 
 def _time(moment: Any) -> str | None:
