@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,7 +88,16 @@ def load_network_table(path: Path) -> NetworkTable:
     """Read a CIDR or iptoasn table; raise NetworkTableError naming the bad line."""
     table = NetworkTable()
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # Opened without blocking and checked on the descriptor: a pipe would block the run,
+        # and a device such as /dev/zero would fill the memory.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(descriptor, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                raise NetworkTableError(
+                    f"cannot read network table {path}: not a regular file (a pipe, device "
+                    "or socket); give a CIDR or iptoasn.com table file"
+                )
+            lines = handle.read().decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise NetworkTableError(f"cannot read network table {path}: {error}") from None
     for number, raw in enumerate(lines, start=1):
