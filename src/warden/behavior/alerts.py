@@ -291,18 +291,29 @@ def _save(
     )
 
 
-def load_stored(connection: duckdb.DuckDBPyConnection) -> list[Alert]:
-    """Load every stored alert as it was raised or last updated, with status `previous`."""
+def load_stored(
+    connection: duckdb.DuckDBPyConnection, updated_run: int | None = None
+) -> list[Alert]:
+    """Load the stored alerts as they were raised or last updated, with status `previous`.
+
+    With `updated_run`, load only the alerts that run raised or updated, with status `new`
+    or `updated`.
+    """
     from warden.behavior.model import Driver
 
     result = connection.execute(
         "SELECT id, detector, title, severity, identity, credential, human, group_key, "
         "event_ids, event_times, first_event_time, last_event_time, techniques, evidence, "
-        "baseline, score, drivers FROM behavior_alerts"
+        "baseline, score, drivers, raised_run FROM behavior_alerts "
+        "WHERE ? IS NULL OR updated_run = ?",
+        [updated_run, updated_run],
     )
     alerts = []
     for row in result.fetchall():
         drivers = [Driver(**item) for item in json.loads(row[16] or "[]")]
+        status = "previous"
+        if updated_run is not None:
+            status = "new" if row[17] == updated_run else "updated"
         alerts.append(
             Alert(
                 id=row[0],
@@ -322,7 +333,7 @@ def load_stored(connection: duckdb.DuckDBPyConnection) -> list[Alert]:
                 baseline=json.loads(row[14] or "{}"),
                 score=row[15],
                 drivers=drivers,
-                status="previous",
+                status=status,
             )
         )
     return alerts

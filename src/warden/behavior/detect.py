@@ -117,10 +117,12 @@ class DetectReport:
 def run_detect(options: DetectOptions) -> DetectReport:
     """Read the sources in `options`, run every detector and return the report.
 
-    Raises DetectError for a network table or audit configuration that cannot be used.
+    Raises DetectError for a network table, workspace or audit configuration that cannot be
+    used.
     Damaged log files do not raise: they become warnings in the report.
     """
     from warden.behavior.networks import NetworkTableError, load_network_table
+    from warden.governance.workspace import WorkspaceError
 
     table = None
     if options.networks is not None:
@@ -140,6 +142,9 @@ def run_detect(options: DetectOptions) -> DetectReport:
         if options.inventory_sources():
             _run_audit(options, directory, sources, warnings)
         return _detect(options, directory, table, sources, warnings)
+    except WorkspaceError as error:
+        # Not a DuckDB file, a directory that cannot be written, or another run has it open.
+        raise DetectError(str(error)) from None
     finally:
         if temporary is not None:
             temporary.cleanup()
@@ -211,6 +216,12 @@ def _detect(
             if watermark >= top:
                 break
         store.set_meta(connection, "runs", str(run_number))
+
+        # A run that was stopped after some slices committed did not count itself, so this
+        # run has its number. The alerts those slices stored were never reported: report
+        # them now, or a rerun would hide them.
+        for alert in alerts_module.load_stored(connection, updated_run=run_number):
+            outcome.alerts.setdefault(alert.id, alert)
 
         reported = list(outcome.alerts.values())
         if options.include_previous:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -25,13 +26,14 @@ from warden.cli._sources import (
 )
 
 if TYPE_CHECKING:
-    from datetime import timedelta
-
     from warden.behavior import DetectReport
 
 # Exit codes for CI pipelines, as for `warden audit`.
 EXIT_ALERTS = 1  # an alert on a non-human identity at or above --fail-on
 EXIT_INPUT = 2  # an option or configuration file that cannot be used
+
+# Windows longer than this overflow the intervals of the workspace's SQL, and mean nothing.
+MAX_DURATION = timedelta(days=36_500)
 
 
 class OutputFormat(StrEnum):
@@ -107,6 +109,7 @@ def detect(
 ) -> None:
     """Learn what each non-human identity normally does and report what it never did."""
     from rich.console import Console
+    from rich.markup import escape
 
     from warden.behavior import DetectError, DetectOptions, Settings, run_detect
     from warden.governance import Severity
@@ -165,10 +168,18 @@ def detect(
         try:
             report = run_detect(options)
         except DetectError as error:
-            console.print(f"[red]error:[/red] {error}", highlight=False)
+            console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
             raise typer.Exit(EXIT_INPUT) from None
 
-    _write(report, output_format, output)
+    try:
+        _write(report, output_format, output)
+    except OSError as error:
+        console.print(
+            f"[red]error:[/red] cannot write the report to {escape(str(output))}: "
+            f"{escape(error.strerror or str(error))}; give a file path in a writable directory",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_INPUT) from None
     worst = report.max_severity()
     if threshold is not None and worst is not None and worst >= threshold:
         console.print(
@@ -180,21 +191,27 @@ def detect(
 
 def _duration(text: str, flag: str) -> timedelta:
     """Parse a Go-style duration ("12h", "90m"), or a number of days ("7d")."""
-    from datetime import timedelta
-
     from warden.config.duration import DurationError, parse_duration
 
     stripped = text.strip()
     days = stripped[:-1]
     if stripped.endswith("d") and days.replace(".", "", 1).isdigit():
-        return timedelta(days=float(days))
-    try:
-        value = parse_duration(stripped)
-    except DurationError as error:
-        raise typer.BadParameter(f"{error}; days are written as 7d", param_hint=flag) from None
+        value = MAX_DURATION + timedelta(days=1)
+        if float(days) <= MAX_DURATION.days:
+            value = timedelta(days=float(days))
+    else:
+        try:
+            value = parse_duration(stripped)
+        except DurationError as error:
+            raise typer.BadParameter(f"{error}; days are written as 7d", param_hint=flag) from None
     if value < timedelta(0):
         raise typer.BadParameter(
             f"invalid duration {text!r}: must not be negative", param_hint=flag
+        )
+    if value > MAX_DURATION:
+        raise typer.BadParameter(
+            f"invalid duration {text!r}: must be at most {MAX_DURATION.days}d (100 years)",
+            param_hint=flag,
         )
     return value
 
