@@ -463,6 +463,27 @@ def test_future_timestamp_does_not_hide_later_theft(tmp_path):
     assert [alert.event_ids for alert in off] == [[attack[0]["eventID"]]]
 
 
+@pytest.mark.parametrize(
+    "moment", ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "294000-01-01T00:00:00Z"]
+)
+def test_implausible_event_time_is_skipped(tmp_path, moment):
+    """One record with a broken clock: no false wake-up, no crash, and a warning."""
+    folder = tmp_path / "logs"
+    records = instance_routine()
+    skewed = event(instance_session(), at(2, 11, 0), "s3:GetObject", HOME, SDK)
+    skewed["eventTime"] = moment
+    records.append(skewed)
+    write_delivery(folder / "base.json", records)
+
+    report = detect(tmp_path / "ws", folder)
+
+    assert report.alerts == []
+    assert report.batch.new_events == len(records) - 1
+    assert any("1 event" in warning.message for warning in report.warnings)
+    again = detect(tmp_path / "ws", folder)
+    assert again.alerts == []
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="a call through a VPC endpoint is exempt from the off-workload detector, so "

@@ -137,6 +137,17 @@ _RAW_SELECT = f"""
     FROM activity
 """  # noqa: S608
 
+# Event times a log can really carry. A record from a broken clock (year 1, year 9999 or
+# beyond what Python's datetime holds) would open a false dormancy gap or stop the run, so
+# rows outside this range are left out and counted. The bounds are fixed, not taken from the
+# machine's clock, so that replayed and simulated logs are judged too.
+# NOTE: a clock wrong by a few years stays inside the range and can still cause a false
+# dormant-wake-up alert.
+_PLAUSIBLE_TIME = (
+    "event_time >= TIMESTAMPTZ '2000-01-01 00:00:00+00' "
+    "AND event_time < TIMESTAMPTZ '2200-01-01 00:00:00+00'"
+)
+
 _DEDUP = """
     QUALIFY row_number() OVER (
         PARTITION BY source, coalesce(event_id, 'row:' || CAST(rowid AS VARCHAR))
@@ -154,6 +165,7 @@ class BatchSummary:
     first_time: datetime | None
     last_time: datetime | None
     watermark: int  # the highest activity rowid folded in by this run
+    implausible_times: int = 0  # new rows left out for a time before 2000 or after 2199
 
 
 def select_batch(
@@ -189,8 +201,14 @@ def select_batch(
     )
     connection.execute(
         f"CREATE OR REPLACE TEMP TABLE behavior_fresh AS {_RAW_SELECT} "  # noqa: S608
-        "WHERE rowid > ? AND rowid <= ? AND event_time IS NOT NULL "
+        f"WHERE rowid > ? AND rowid <= ? AND {_PLAUSIBLE_TIME} "
         "AND rowid NOT IN (SELECT row_id FROM behavior_duplicates)",
+        [watermark, top],
+    )
+    implausible = _scalar(
+        connection,
+        "SELECT count(*) FROM activity WHERE rowid > ? AND rowid <= ? "  # noqa: S608
+        f"AND event_time IS NOT NULL AND NOT ({_PLAUSIBLE_TIME})",
         [watermark, top],
     )
 
@@ -231,6 +249,7 @@ def select_batch(
         first_time=first,
         last_time=last,
         watermark=max(top, watermark),
+        implausible_times=implausible,
     )
 
 
@@ -298,7 +317,7 @@ def _select_context(
     connection.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE behavior_context AS
-        SELECT * FROM ({_RAW_SELECT} WHERE rowid <= ? AND event_time >= ?
+        SELECT * FROM ({_RAW_SELECT} WHERE rowid <= ? AND event_time >= ? AND {_PLAUSIBLE_TIME}
                        AND identity IN (SELECT identity FROM behavior_context_starts) {_DEDUP}) a
         WHERE a.event_time >= (SELECT start_time FROM behavior_context_starts s
                                WHERE s.identity = a.identity)

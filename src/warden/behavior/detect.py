@@ -216,6 +216,17 @@ def _detect(
             if watermark >= top:
                 break
         store.set_meta(connection, "runs", str(run_number))
+        skipped = outcome.summary().implausible_times
+        if skipped:
+            message = (
+                f"{skipped} event{'s' if skipped != 1 else ''} dated before 2000 or after "
+                "2199 left out of the baselines and detectors; check the clock of the "
+                "source that wrote them"
+            )
+            log.warning(message, extra={"events": skipped})
+            warnings.append(
+                InputWarning(source="activity", path=str(workspace.path), message=message)
+            )
 
         # A run that was stopped after some slices committed did not count itself, so this
         # run has its number. The alerts those slices stored were never reported: report
@@ -294,6 +305,7 @@ class _Outcome:
             first_time=min(firsts, default=None),
             last_time=max(lasts, default=None),
             watermark=max((b.watermark for b in self.batches), default=-1),
+            implausible_times=sum(b.implausible_times for b in self.batches),
         )
 
 
