@@ -26,8 +26,12 @@ demo: $(STAMP)
 system-packages:
 	@scripts/ensure-system-packages nginx chromium
 
+# The suite takes about 15 minutes on 2 cores. The outer timeout is a guard: should a
+# stuck worker stall pytest-xdist, the run is interrupted and still prints its summary.
+TEST_TIME_LIMIT ?= 45m
+
 test: $(STAMP) system-packages
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	timeout --signal=INT --kill-after=60 $(TEST_TIME_LIMIT) $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow and not postgres and not datasets"

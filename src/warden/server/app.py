@@ -137,11 +137,22 @@ class WardenServer:
         self._tls_context: ssl.SSLContext | None = None
         self._started_at = time.monotonic()
         self._stopping = False
+        self._admin_socket_bound = False
         self.tls_port: int | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start every part of the server; when one fails, stop those already started and
+        raise the failure, so no listener, thread or gRPC server outlives a failed start."""
+        try:
+            await self._start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.stop()
+            raise
+
+    async def _start(self) -> None:
         options = self.options
         raise_open_file_limit()
         options.data_dir.mkdir(parents=True, exist_ok=True)
@@ -183,6 +194,7 @@ class WardenServer:
         )
         self.tls_port = await self._listeners.start_tls(options.bind_address, options.bind_port)
         await self._listeners.start_admin_socket(options.socket_path)
+        self._admin_socket_bound = True
         await self._start_http()
         await self._start_credentials()
 
@@ -245,8 +257,11 @@ class WardenServer:
             await asyncio.to_thread(self.datastore.close)
         if self._private_dir is not None:
             shutil.rmtree(self._private_dir, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            self.options.socket_path.unlink()
+        if self._admin_socket_bound:
+            # Only a socket this server bound is removed: a start that failed because
+            # another server listens there must leave that server reachable.
+            with contextlib.suppress(OSError):
+                self.options.socket_path.unlink()
         log.info("server stopped")
 
     async def __aenter__(self) -> WardenServer:
