@@ -668,12 +668,6 @@ def test_stolen_instance_keys_through_foreign_vpc_endpoint(tmp_path):
 # --- Secrets in the workspace -------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Kubernetes audit source stores requestObject verbatim, so the data of a "
-    "Secret created at RequestResponse level lands in the workspace's activity table, in "
-    "a warden.duckdb file created with mode 0644; the fix belongs in warden.governance",
-)
 def test_k8s_secret_data_not_stored(tmp_path):
     import duckdb
 
@@ -706,4 +700,10 @@ def test_k8s_secret_data_not_stored(tmp_path):
             "SELECT count(*) FROM activity WHERE contains(CAST(request_parameters AS VARCHAR), ?)",
             [value],
         ).fetchone()
+        events = connection.execute(
+            "SELECT count(*) FROM events WHERE contains(CAST(request_parameters AS VARCHAR), ?)",
+            [value],
+        ).fetchone()
     assert rows == (0,)
+    assert events == (0,)
+    assert (workspace / "warden.duckdb").stat().st_mode & 0o077 == 0

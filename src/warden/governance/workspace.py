@@ -14,6 +14,7 @@ delivery).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -193,7 +194,8 @@ class Workspace:
             self._temporary = tempfile.TemporaryDirectory(prefix="warden-audit-")
             directory = Path(self._temporary.name)
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            # The workspace holds log contents: only its owner reads it.
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as error:
             raise WorkspaceError(
                 f"cannot use {directory} as the workspace: {error.strerror or error}; "
@@ -207,6 +209,8 @@ class Workspace:
             if self._temporary is not None:
                 self._temporary.cleanup()
             raise WorkspaceError(_open_error(self.path, error)) from None
+        with contextlib.suppress(OSError):
+            os.chmod(self.path, 0o600)
         # Times come back as aware datetimes in UTC whatever the machine's zone.
         self.connection.execute("SET TimeZone = 'UTC'")
         # Ingestion needs no ordering inside a batch; dropping it lets DuckDB stream

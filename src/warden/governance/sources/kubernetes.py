@@ -219,7 +219,11 @@ class KubernetesAuditLog(LogKind):
         NULL,
         NULL,
         stage,
-        request_object,
+        -- A Secret's values never reach the workspace: a merge patch with nulls drops
+        -- them, and its metadata and type, which the inventory reads, stay.
+        CASE WHEN resource = 'secrets' AND request_object IS NOT NULL
+             THEN json_merge_patch(request_object, '{"data": null, "stringData": null}')
+             ELSE request_object END,
         NULL,
         filename
     """
