@@ -26,7 +26,7 @@ demo: $(STAMP)
 system-packages:
 	@scripts/ensure-system-packages nginx chromium
 
-# The suite takes about 15 minutes on 2 cores. The outer timeout is a guard: should a
+# The suite takes about 5 minutes on 2 cores. The outer timeout is a guard: should a
 # stuck worker stall pytest-xdist, the run is interrupted and still prints its summary.
 TEST_TIME_LIMIT ?= 45m
 
