@@ -456,10 +456,8 @@ class Agent:
                 "generate a new one)"
             )
         elif error.reason == "banned":
-            message = (
-                f"the server banned this agent: {error}. An operator must evict it with "
-                "'warden agent evict' before it can attest again"
-            )
+            # The server's message names the agent and the command that lifts the ban.
+            message = f"the server refused this agent: {error}"
         else:
             message = f"the server rejected this agent: {error}"
         log.error("agent stopping", extra={"error": message})

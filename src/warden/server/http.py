@@ -76,7 +76,7 @@ class HttpListener:
             await asyncio.sleep(0.01)
         if self._task.done():
             self._task.result()
-        log.info("listening", extra={"address": f"{self.host}:{self.port}", "path": self.name})
+        log.info(f"{self.name} listening", extra={"address": f"{self.host}:{self.port}"})
         return self.port
 
     async def stop(self) -> None:

@@ -73,7 +73,8 @@ class AgentAPI(agent_pb2_grpc.AgentAPIServicer):
             await abort(
                 context,
                 grpc.StatusCode.PERMISSION_DENIED,
-                f"agent {spiffe_id} is banned; an operator must evict it before it can attest again",
+                f"agent {spiffe_id} is banned; an operator must evict it with 'warden agent evict "
+                f"-spiffeID {spiffe_id}' before it can attest again",
             )
         serial = certificate_serial(peer)
         if serial not in (node.serial_number, node.new_serial_number) or not serial:
@@ -302,8 +303,8 @@ class AgentAPI(agent_pb2_grpc.AgentAPIServicer):
         if node.banned:
             return (
                 grpc.StatusCode.PERMISSION_DENIED,
-                f"agent {caller.spiffe_id} is banned; an operator must evict it before it can "
-                "attest again",
+                f"agent {caller.spiffe_id} is banned; an operator must evict it with 'warden "
+                f"agent evict -spiffeID {caller.spiffe_id}' before it can attest again",
             )
         serial = certificate_serial(caller.peer)
         if serial not in (node.serial_number, node.new_serial_number):
