@@ -197,6 +197,9 @@ def test_jwt_mint_validates_with_joserfc(shared_server: RunningServer) -> None:
     )
     assert records["records"][0]["subject"] == "spiffe://example.org/batch"
     assert records["records"][0]["actor"].startswith("local:uid=")
+    mistyped = running_server.cli("audit-log", "list", "-action", "svid.jwt.minted").stdout
+    assert "No audit record has the action svid.jwt.minted" in mistyped
+    assert "svid.jwt.mint" in mistyped
 
 
 def test_entry_without_owner_is_rejected_and_nothing_written(shared_server: RunningServer) -> None:

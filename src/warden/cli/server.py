@@ -1102,12 +1102,38 @@ def audit_log_verify(
         raise typer.Exit(1)
 
 
+#: Actions the server writes to its audit log, for `audit-log list -action`.
+AUDIT_ACTIONS = (
+    "agent.attest",
+    "agent.renew",
+    "agent.evict",
+    "agent.ban",
+    "entry.create",
+    "entry.update",
+    "entry.delete",
+    "token.create",
+    "svid.x509.sign",
+    "svid.x509.mint",
+    "svid.jwt.sign",
+    "svid.jwt.mint",
+    "token.exchange",
+    "token.exchange_reject",
+    "lease.create",
+    "lease.renew",
+    "lease.revoke",
+    "lease.revoke_failed",
+    "database.rotate_root",
+)
+
+
 @audit_log_app.command("list")
 def audit_log_list(
     action: Annotated[
         str,
         typer.Option(
-            "-action", "--action", help="Only records of this action, such as svid.x509.sign"
+            "-action",
+            "--action",
+            help="Only records of this action: " + ", ".join(AUDIT_ACTIONS),
         ),
     ] = "",
     limit: Annotated[
@@ -1148,6 +1174,13 @@ def audit_log_list(
                     for r in records
                 ]
             }
+        )
+        return
+    if not records and action and action not in AUDIT_ACTIONS:
+        say(
+            "No audit record has the action {}. Actions the server records: {}.",
+            action,
+            ", ".join(AUDIT_ACTIONS),
         )
         return
     console.print(
