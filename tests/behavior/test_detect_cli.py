@@ -94,7 +94,7 @@ def test_json_report_to_file(tmp_path):
     assert alert["severity"] == "critical"
     assert alert["first_event_time"].endswith("Z")
     assert document["human_alerts"] == []
-    assert oct(output.stat().st_mode & 0o777) == "0o644"
+    assert oct(output.stat().st_mode & 0o777) == "0o600"
 
 
 def test_table_on_standard_output(tmp_path):

@@ -23,7 +23,8 @@ def _write_atomically(path: Path, data: bytes, mode: int) -> None:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write a private key or token with mode 0600, so only its owner can read it."""
+    """Write a private key, a token or a security report with mode 0600, so only its owner
+    can read it."""
     _write_atomically(path, data, 0o600)
 
 

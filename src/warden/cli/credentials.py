@@ -522,7 +522,8 @@ def creds_db_revoke(
     if output == "json":
         print_json(result)
     else:
-        console.print(f"revoked {len(result['revoked'])} leases")
+        revoked = len(result["revoked"])
+        console.print(f"revoked {revoked} {'lease' if revoked == 1 else 'leases'}")
         for failed in result["failed"]:
             console.print(
                 f"[red]failed[/] {failed} (retried by the servers' sweepers)", markup=True

@@ -222,7 +222,7 @@ def _write(report: DetectReport, output_format: OutputFormat, output: Path | Non
     from rich.console import Console
 
     from warden.behavior import render_table
-    from warden.cli._files import write_public
+    from warden.cli._files import write_private
 
     if output_format is OutputFormat.table:
         if output is None:
@@ -238,4 +238,5 @@ def _write(report: DetectReport, output_format: OutputFormat, output: Path | Non
     if output is None:
         sys.stdout.write(text)
         return
-    write_public(output, text.encode("utf-8"))
+    # Alerts name identities, addresses and clients: readable by the owner only, as audit's.
+    write_private(output, text.encode("utf-8"))

@@ -73,7 +73,9 @@ def _table(result: ScanResult, suppressed: int) -> None:
 
     console = Console(stderr=False)
     if result.findings:
-        table = Table(title=f"{len(result.findings)} credentials found", show_lines=False)
+        found = len(result.findings)
+        title = f"{found} {'credential' if found == 1 else 'credentials'} found"
+        table = Table(title=title, show_lines=False)
         for column in (
             "severity",
             "rule",
@@ -235,9 +237,11 @@ def scan(
         except OSError as error:
             _fail(f"cannot write the baseline {write_baseline}: {error.strerror}")
             return
-        typer.echo(
-            f"wrote {len(written.entries)} findings to the baseline {write_baseline}", err=True
+        entries, findings = len(written.entries), len(result.findings)
+        counted = f"{entries} fingerprints" + (
+            f" ({findings} findings)" if findings != entries else ""
         )
+        typer.echo(f"wrote {counted} to the baseline {write_baseline}", err=True)
         return
 
     suppressed = 0
@@ -261,8 +265,11 @@ def scan(
         if output is None:
             sys.stdout.write(text)
         else:
+            from warden.cli._files import write_private
+
             try:
-                output.write_text(text)
+                # Findings locate credentials: readable by the owner only.
+                write_private(output, text.encode("utf-8"))
             except OSError as error:
                 _fail(f"cannot write the report to {output}: {error.strerror}")
 

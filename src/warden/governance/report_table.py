@@ -41,12 +41,17 @@ LEVEL_STYLES = {
 }
 
 
+def _count(number: int, singular: str, plural: str) -> str:
+    return f"{number} {singular if number == 1 else plural}"
+
+
 def render_table(report: AuditReport, console: Console, limit: int = 25) -> None:
     as_of = report.as_of.strftime("%Y-%m-%d %H:%M:%SZ")
     console.print(
-        f"[bold]Warden audit[/bold] as of {as_of}: {len(report.identities)} non-human "
-        f"identities, {len(report.humans)} human identities listed apart, "
-        f"{len(report.findings)} findings"
+        f"[bold]Warden audit[/bold] as of {as_of}: "
+        f"{_count(len(report.identities), 'non-human identity', 'non-human identities')}, "
+        f"{_count(len(report.humans), 'human identity', 'human identities')} listed apart, "
+        f"{_count(len(report.findings), 'finding', 'findings')}"
         + (f" ({len(report.suppressed)} suppressed)" if report.suppressed else "")
     )
 
