@@ -280,11 +280,14 @@ class Demo:
 
     def audit(self) -> None:
         self.step("7. Govern: inventory the Warden registry beside a sample cloud export")
-        from warden.governance.sample import sample_directory
+        from warden.governance.sample import SAMPLE_AS_OF, sample_directory
 
         sample = sample_directory()
         console.print(
-            f"[dim]The sample export in {sample} stands for what an organisation exports today.[/]"
+            f"[dim]The sample export in {sample} was taken on "
+            f"{SAMPLE_AS_OF:%Y-%m-%d}. It is audited as of today, beside the registry just "
+            "built, so identities unused since then show as dormant and its suppressions as "
+            "expired.[/]"
         )
         self.run(
             [
