@@ -166,3 +166,23 @@ def test_learning_window_option(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["settings"]["learning_window"] == 12 * 3600
+
+
+def test_memory_limit_must_be_a_size(tmp_path):
+    logs = _logs(tmp_path)
+    workspace = tmp_path / "ws"
+
+    refused = warden(
+        "detect", "--cloudtrail", str(logs), "--workspace", str(workspace),
+        "--memory-limit", "1GB'; SET threads=1; --",
+    )  # fmt: skip
+    accepted = warden(
+        "detect", "--cloudtrail", str(logs), "--workspace", str(workspace),
+        "--memory-limit", "256MB", "--format", "json",
+    )  # fmt: skip
+
+    assert refused.returncode == 2
+    assert "is not a size" in refused.stderr
+    assert "512MB or 4GB" in refused.stderr
+    assert accepted.returncode == 0, accepted.stderr
+    assert json.loads(accepted.stdout)["summary"]["new_events"] == 10

@@ -40,6 +40,8 @@ from warden.governance.model import InputWarning
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "1"
+#: The DuckDB memory limit of a detection run, unless `DetectOptions.memory_limit` says otherwise.
+DETECT_MEMORY_LIMIT = "2GB"
 ProgressCallback = Callable[[str, int, int], None]
 
 
@@ -68,6 +70,10 @@ class DetectOptions:
     include_previous: bool = False  # also report alerts raised by earlier runs
     # Activity rows judged per transaction; bounds memory on a long backlog.
     slice_rows: int = 1_000_000
+    # DuckDB's memory limit while detecting. Judging a slice joins every event with its
+    # counts per dimension; below about 600 MB per million rows DuckDB spills and a run
+    # takes fifty times longer, or fails when it cannot spill.
+    memory_limit: str = DETECT_MEMORY_LIMIT
     # Return every new event's anomaly score in the report (event id to score), for
     # evaluating the model on labelled data. It has one entry per event, so keep it off for
     # large inputs.
@@ -195,7 +201,7 @@ def _detect(
     from warden.governance.workspace import Workspace
 
     settings = options.settings
-    with Workspace(directory) as workspace:
+    with Workspace(directory, memory_limit=options.memory_limit) as workspace:
         connection = workspace.connection
         store.ensure_schema(connection)
         if not options.inventory_sources():

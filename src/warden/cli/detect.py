@@ -95,6 +95,13 @@ def detect(
             "networks (default: /24 and /64 prefixes)"
         ),
     ] = None,
+    memory_limit: Annotated[
+        str,
+        typer.Option(
+            help="DuckDB memory limit while detecting, such as 2GB; below about 600MB per "
+            "million new events a run spills to disk and slows down"
+        ),
+    ] = "2GB",
     all_alerts: Annotated[
         bool,
         typer.Option("--all", help="Also report alerts raised by earlier runs on this workspace"),
@@ -163,6 +170,7 @@ def detect(
             settings=settings,
             networks=networks,
             include_previous=all_alerts,
+            memory_limit=memory_limit,
             progress=progress,
         )
         try:

@@ -126,6 +126,7 @@ BATCH_BYTES = 512 << 20
 # workspace directory. On 1 million replicated CloudTrail events on 2 cores, 512 MB ingested
 # as fast as 2 GB with a third less peak memory.
 MEMORY_LIMIT = "512MB"
+_MEMORY_SIZE = re.compile(r"[0-9]+(?:\.[0-9]+)?\s?(?:[KMGT]i?B)", re.IGNORECASE)
 # DuckDB rejects a JSON value larger than this, and a `{"Records": [...]}` file is one
 # value; its reader buffers about twice this per thread, which must fit the memory limit.
 # A larger file fails the fast path and is read by the streaming reader, which keeps one
@@ -187,6 +188,11 @@ class Workspace:
     """
 
     def __init__(self, directory: Path | None = None, memory_limit: str = MEMORY_LIMIT) -> None:
+        if not _MEMORY_SIZE.fullmatch(memory_limit):
+            raise WorkspaceError(
+                f"memory limit {memory_limit!r} is not a size; give a number and a unit, "
+                "such as 512MB or 4GB"
+            )
         import duckdb
 
         self._temporary: tempfile.TemporaryDirectory[str] | None = None
