@@ -14,6 +14,7 @@ import platform
 import subprocess
 import sys
 import time
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -60,13 +61,8 @@ def main() -> int:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
-    sections = []
-    for name in selected:
-        started = time.monotonic()
-        print(f"bench: running {name}", file=sys.stderr)
-        module = importlib.import_module(name)
-        sections.append(module.run(arguments.quick))
-        print(f"bench: {name} done in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    sections: list[str] = []
+    failed = 0
     header = [
         "# Benchmarks",
         "",
@@ -78,9 +74,22 @@ def main() -> int:
         "are noisy: compare the ratios, not the absolute numbers.",
         "",
     ]
-    Path(arguments.output).write_text("\n".join(header + sections) + "\n")
-    print(f"bench: wrote {arguments.output}", file=sys.stderr)
-    return 0
+    output = Path(arguments.output)
+    for name in selected:
+        started = time.monotonic()
+        print(f"bench: running {name}", file=sys.stderr)
+        try:
+            module = importlib.import_module(name)
+            sections.append(module.run(arguments.quick))
+        except Exception as error:  # one broken benchmark must not discard the others
+            failed += 1
+            traceback.print_exc()
+            sections.append(f"## {name}\n\nFailed: {type(error).__name__}: {error}\n")
+        print(f"bench: {name} done in {time.monotonic() - started:.0f} s", file=sys.stderr)
+        # Written after every module, so that an interrupted run keeps what it measured.
+        output.write_text("\n".join(header + sections) + "\n")
+    print(f"bench: wrote {output}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
