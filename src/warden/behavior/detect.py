@@ -40,7 +40,7 @@ from warden.governance.model import InputWarning
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "1"
-#: The DuckDB memory limit of a detection run, unless `DetectOptions.memory_limit` says otherwise.
+#: DuckDB memory limit of a detection run, the default of `DetectOptions.memory_limit`.
 DETECT_MEMORY_LIMIT = "2GB"
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -71,8 +71,8 @@ class DetectOptions:
     # Activity rows judged per transaction; bounds memory on a long backlog.
     slice_rows: int = 1_000_000
     # DuckDB's memory limit while detecting. Judging a slice joins every event with its
-    # counts per dimension; below about 600 MB per million rows DuckDB spills and a run
-    # takes fifty times longer, or fails when it cannot spill.
+    # counts per dimension, so a low limit makes DuckDB spill (fifty times slower on one
+    # million events at 512 MB) or fail where it cannot spill.
     memory_limit: str = DETECT_MEMORY_LIMIT
     # Return every new event's anomaly score in the report (event id to score), for
     # evaluating the model on labelled data. It has one entry per event, so keep it off for

@@ -98,8 +98,8 @@ def detect(
     memory_limit: Annotated[
         str,
         typer.Option(
-            help="DuckDB memory limit while detecting, such as 2GB; below about 600MB per "
-            "million new events a run spills to disk and slows down"
+            help="DuckDB memory limit while detecting, such as 2GB. With too little memory a "
+            "run spills to disk and slows down"
         ),
     ] = "2GB",
     all_alerts: Annotated[

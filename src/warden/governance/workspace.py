@@ -200,7 +200,7 @@ class Workspace:
             self._temporary = tempfile.TemporaryDirectory(prefix="warden-audit-")
             directory = Path(self._temporary.name)
         try:
-            # The workspace holds log contents: only its owner reads it.
+            # The workspace contains log contents, so only its owner may read it.
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as error:
             raise WorkspaceError(

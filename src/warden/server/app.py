@@ -143,8 +143,8 @@ class WardenServer:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start every part of the server; when one fails, stop those already started and
-        raise the failure, so no listener, thread or gRPC server outlives a failed start."""
+        """Start every part of the server. When one part fails, stop the parts already
+        started and re-raise, so that no listener or gRPC server outlives a failed start."""
         try:
             await self._start()
         except BaseException:
