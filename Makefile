@@ -31,7 +31,7 @@ system-packages:
 TEST_TIME_LIMIT ?= 45m
 
 test: $(STAMP) system-packages
-	timeout --signal=INT --kill-after=60 $(TEST_TIME_LIMIT) $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	timeout --foreground --signal=INT --kill-after=60 $(TEST_TIME_LIMIT) $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow and not postgres and not datasets"
