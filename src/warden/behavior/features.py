@@ -75,10 +75,11 @@ def compute_features(
     learning = int(settings.learning_window.total_seconds())
 
     def context_count(partition: str) -> str:
-        # Rows of the context are already in the stored counts; remove them once.
+        # Rows of the context are already in the stored counts; remove them once. DuckDB
+        # runs a window aggregate with FILTER about five times slower than this count.
         if not has_context:
             return "0"
-        return f"count(*) FILTER (WHERE NOT in_batch) OVER (PARTITION BY {partition})"
+        return f"count(CASE WHEN NOT in_batch THEN 1 END) OVER (PARTITION BY {partition})"
 
     connection.execute(
         f"""
@@ -333,7 +334,7 @@ def _workload_homes(connection: duckdb.DuckDBPyConnection) -> None:
 
 def _secret_reads(connection: duckdb.DuckDBPyConnection, has_context: bool) -> None:
     context = (
-        "count(*) FILTER (WHERE NOT r.in_batch) OVER (PARTITION BY r.identity, r.target)"
+        "count(CASE WHEN NOT r.in_batch THEN 1 END) OVER (PARTITION BY r.identity, r.target)"
         if has_context
         else "0"
     )
