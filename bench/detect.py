@@ -12,7 +12,8 @@ RSS is its own:
 3. incremental run: 1% more events (later copies) are written, then `run_detect` reads the
    new files and judges only their events, plus the context around them.
 
-`python -m bench --only detect` runs it; `--quick` uses 200,000 events instead of 10 million.
+`python -m bench --only detect` runs it; `--quick` uses 200,000 events instead of 10 million,
+and WARDEN_BENCH_DETECT_EVENTS sets another count.
 """
 
 from __future__ import annotations
@@ -109,11 +110,14 @@ def _child(code: str, *arguments: str) -> dict[str, float]:
 
 
 def run(quick: bool) -> str:
+    override = os.environ.get("WARDEN_BENCH_DETECT_EVENTS")
     command = "python -m bench --only detect" + (" --quick" if quick else "")
+    if override:
+        command = f"WARDEN_BENCH_DETECT_EVENTS={override} {command}"
     lines = ["## warden detect", "", f"Command: `{command}`.", ""]
     if not CAPTURE.is_dir():
         return "\n".join([*lines, f"Skipped: datasets not found at {DATASETS}.", ""])
-    total = QUICK_EVENTS if quick else FULL_EVENTS
+    total = int(override) if override else QUICK_EVENTS if quick else FULL_EVENTS
     with tempfile.TemporaryDirectory(prefix="warden-bench-detect-") as scratch:
         base = Path(scratch)
         logs, workspace = base / "logs", base / "workspace"
