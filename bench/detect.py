@@ -117,7 +117,9 @@ def run(quick: bool) -> str:
     lines = ["## warden detect", "", f"Command: `{command}`.", ""]
     if not CAPTURE.is_dir():
         return "\n".join([*lines, f"Skipped: datasets not found at {DATASETS}.", ""])
-    total = int(override) if override else QUICK_EVENTS if quick else FULL_EVENTS
+    total = QUICK_EVENTS if quick else FULL_EVENTS
+    if override:
+        total = int(override)
     with tempfile.TemporaryDirectory(prefix="warden-bench-detect-") as scratch:
         base = Path(scratch)
         logs, workspace = base / "logs", base / "workspace"

@@ -551,20 +551,25 @@ READS = [
 ]
 
 
-def test_enumeration_burst_reported(tmp_path):
+def _enumeration_detectors(tmp_path, spacing_seconds):
+    """Return the detectors raised by the never-called reads of `READS`, made by an
+    established user `spacing_seconds` apart."""
     folder = tmp_path / "logs"
     user = _established_user(folder)
     detect(tmp_path / "ws", folder)
     start = at(15, 2, 0)
-    burst = [
-        event(user, start + timedelta(seconds=5 * index), action, "192.0.2.10", BOTO)
+    reads = [
+        event(user, start + timedelta(seconds=spacing_seconds * index), action, "192.0.2.10", BOTO)
         for index, action in enumerate(READS)
     ]
-    write_delivery(folder / "attack.json", burst)
+    write_delivery(folder / "attack.json", reads)
 
     report = detect(tmp_path / "ws", folder)
+    return {alert.detector for alert in report.alerts}
 
-    assert "enumeration-burst" in {alert.detector for alert in report.alerts}
+
+def test_enumeration_burst_reported(tmp_path):
+    assert "enumeration-burst" in _enumeration_detectors(tmp_path, spacing_seconds=5)
 
 
 @pytest.mark.xfail(
@@ -573,19 +578,7 @@ def test_enumeration_burst_reported(tmp_path):
     "actions spread at one every 20 seconds raise only a low new-action alert",
 )
 def test_slow_enumeration_reported(tmp_path):
-    folder = tmp_path / "logs"
-    user = _established_user(folder)
-    detect(tmp_path / "ws", folder)
-    start = at(15, 2, 0)
-    spread = [
-        event(user, start + timedelta(seconds=20 * index), action, "192.0.2.10", BOTO)
-        for index, action in enumerate(READS)
-    ]
-    write_delivery(folder / "attack.json", spread)
-
-    report = detect(tmp_path / "ws", folder)
-
-    assert "enumeration-burst" in {alert.detector for alert in report.alerts}
+    assert "enumeration-burst" in _enumeration_detectors(tmp_path, spacing_seconds=20)
 
 
 @pytest.mark.xfail(

@@ -455,10 +455,8 @@ class Agent:
                 "directory; restart the agent to attest again (a join token works once: "
                 "generate a new one)"
             )
-        elif error.reason == "banned":
-            # The server's message names the agent and the command that lifts the ban.
-            message = f"the server refused this agent: {error}"
         else:
+            # A ban's message from the server names the command that lifts it.
             message = f"the server rejected this agent: {error}"
         log.error("agent stopping", extra={"error": message})
         self.stop(message, exit_code=1)
