@@ -172,7 +172,7 @@ def test_memory_limit_must_be_a_size(tmp_path):
     logs = _logs(tmp_path)
     workspace = tmp_path / "ws"
 
-    refused = warden(
+    rejected = warden(
         "detect", "--cloudtrail", str(logs), "--workspace", str(workspace),
         "--memory-limit", "1GB'; SET threads=1; --",
     )  # fmt: skip
@@ -181,8 +181,8 @@ def test_memory_limit_must_be_a_size(tmp_path):
         "--memory-limit", "256MB", "--format", "json",
     )  # fmt: skip
 
-    assert refused.returncode == 2
-    assert "is not a size" in refused.stderr
-    assert "512MB or 4GB" in refused.stderr
+    assert rejected.returncode == 2
+    assert "is not a size" in rejected.stderr
+    assert "512MB or 4GB" in rejected.stderr
     assert accepted.returncode == 0, accepted.stderr
     assert json.loads(accepted.stdout)["summary"]["new_events"] == 10

@@ -257,7 +257,7 @@ def printable_path(path: str) -> str:
     """Return a path as valid UTF-8 text for findings and reports.
 
     Python decodes the bytes of a file name that are not UTF-8 into lone surrogates, which
-    no UTF-8 output can hold; they become `\\xNN` escapes here, as in the names of git
+    no UTF-8 output can encode. They become `\\xNN` escapes here, as in the names of git
     history blobs, so a file reports the same path and fingerprint in both scans.
     """
     return os.fsencode(path).decode("utf-8", "backslashreplace")

@@ -97,7 +97,7 @@ def _secrets(document: Any, seen: set[int]) -> Iterator[dict[str, tuple[Any, Any
     """Yield the Secret objects of one document: itself, or the items of a List.
 
     YAML aliases let a List hold itself, or hold another List ten times at each of many
-    levels, so each node is visited once: `seen` holds the ids of the nodes visited.
+    levels, so each node is visited once: `seen` contains the ids of the nodes visited.
     """
     from yaml.nodes import SequenceNode
 

@@ -344,7 +344,7 @@ def user_label(user: str) -> str:
 
     Some services take a token or API key as the user name of HTTP Basic or of a URL
     (`<token>:x-oauth-basic@github.com`, `<key>:X`). A name of 16 or more characters that
-    is random for its character set and holds a digit or both cases is treated as one.
+    is random for its character set and contains a digit or both cases is treated as one.
     """
     varied = any(c.isdigit() for c in user) or (
         any(c.islower() for c in user) and any(c.isupper() for c in user)
